@@ -1,0 +1,79 @@
+//! Errors returned by av1core. Match on the variant; the message is for people.
+
+use std::path::PathBuf;
+
+/// Result with av1core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors returned by av1core. Every variant that concerns a file names it and the
+/// operation that failed, so a message stored in a queue is enough to act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A libav* call failed.
+    #[error("{op} failed on {}", path.display())]
+    Ffmpeg {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    /// A file-system operation failed.
+    #[error("{op} failed on {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An SVT-AV1 call returned an error code.
+    #[error("SVT-AV1 {function}() returned {code:#x}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Svt { function: &'static str, code: u32, detail: Option<String> },
+    /// libopus refused a call.
+    #[error("Opus {op} failed")]
+    Opus {
+        op: &'static str,
+        #[source]
+        source: opus::Error,
+    },
+    /// The input is empty.
+    #[error("{} is empty (0 bytes)", path.display())]
+    EmptyFile { path: PathBuf },
+    /// The input has no video stream to encode.
+    #[error("no video stream in {}", path.display())]
+    NoVideoStream { path: PathBuf },
+    /// The input uses something this program cannot handle.
+    #[error("unsupported input {}: {what}", path.display())]
+    Unsupported { path: PathBuf, what: String },
+    /// The input is damaged beyond what decoding tolerates.
+    #[error("corrupt input {}: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+    /// A setting or table is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The output did not pass verification; each problem is listed.
+    #[error("verification of {} failed: {}", path.display(), problems.join("; "))]
+    Verify { path: PathBuf, problems: Vec<String> },
+    /// A worker thread of the pipeline panicked (a bug, reported instead of unwinding).
+    #[error("internal error in the {stage} stage: {message}")]
+    Internal { stage: &'static str, message: String },
+    /// The cancel flag was raised.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    pub(crate) fn ffmpeg<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(ffmpeg_next::Error) -> Error + 'a {
+        move |source| Error::Ffmpeg { op, path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn io<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io { op, path: path.to_path_buf(), source }
+    }
+}

@@ -1,0 +1,370 @@
+//! Probe: what a media file holds — container, streams, chapters, metadata — and the
+//! HDR classification of its main video stream (which needs the first decoded frames:
+//! x265 and HDR10+ put their metadata only there).
+
+pub mod hdr;
+pub mod sidedata;
+
+use std::path::{Path, PathBuf};
+
+use ff::media::Type as Medium;
+use ffmpeg_next as ff;
+use serde::{Deserialize, Serialize};
+
+use crate::encode::svt::{ContentLight, MasteringDisplay};
+use crate::error::{Error, Result};
+pub use hdr::HdrKind;
+pub use sidedata::DoviConfig;
+
+/// Everything the planner and the verifier need to know about a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub path: PathBuf,
+    /// Container short name(s), e.g. `matroska,webm` or `mov,mp4,m4a,3gp,3g2,mj2`.
+    pub container: String,
+    pub size: u64,
+    /// Seconds.
+    pub duration: f64,
+    /// Bits per second of the whole file.
+    pub bit_rate: u64,
+    pub streams: Vec<StreamInfo>,
+    pub chapters: Vec<Chapter>,
+    pub metadata: Vec<(String, String)>,
+    /// Index into `streams` of the video stream to encode (cover art excluded).
+    pub main_video: Option<usize>,
+    pub hdr: HdrInfo,
+}
+
+impl MediaInfo {
+    pub fn video(&self) -> Option<(&StreamInfo, &VideoInfo)> {
+        let s = &self.streams[self.main_video?];
+        match &s.detail {
+            StreamDetail::Video(v) => Some((s, v)),
+            _ => None,
+        }
+    }
+
+    pub fn count(&self, kind: StreamKind) -> usize {
+        self.streams.iter().filter(|s| s.kind == kind).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    Video,
+    Audio,
+    Subtitle,
+    Attachment,
+    Data,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    pub index: usize,
+    pub kind: StreamKind,
+    /// FFmpeg codec name: `h264`, `hevc`, `aac`, `subrip`, `ttf`...
+    pub codec: String,
+    pub language: Option<String>,
+    pub title: Option<String>,
+    pub default: bool,
+    pub forced: bool,
+    /// Cover art stored as a one-picture video stream.
+    pub attached_pic: bool,
+    pub bit_rate: u64,
+    pub detail: StreamDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum StreamDetail {
+    Video(VideoInfo),
+    Audio(AudioInfo),
+    Subtitle { bitmap: bool },
+    Attachment { filename: Option<String>, mimetype: Option<String> },
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second as a fraction (average rate, else the stream's base rate).
+    pub frame_rate: (i32, i32),
+    pub pix_fmt: String,
+    pub bit_depth: u8,
+    /// log2 of the chroma subsampling (1, 1 for 4:2:0; 0, 0 for 4:4:4).
+    pub chroma_shift: (u8, u8),
+    /// H.273 code points.
+    pub primaries: u8,
+    pub transfer: u8,
+    pub matrix: u8,
+    /// 0 unspecified, 1 limited (tv), 2 full (pc).
+    pub range: u8,
+    /// FFmpeg's AVChromaLocation (0 unspecified, 1 left, 2 center, 3 top-left...).
+    pub chroma_location: u8,
+    /// FFmpeg's AVFieldOrder (0 unknown, 1 progressive, 2.. interlaced).
+    pub field_order: u8,
+    /// Frame count: the container's, or estimated from duration and rate.
+    pub frames: u64,
+}
+
+impl VideoInfo {
+    pub fn fps(&self) -> f64 {
+        if self.frame_rate.1 == 0 {
+            0.0
+        } else {
+            f64::from(self.frame_rate.0) / f64::from(self.frame_rate.1)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub channels: u16,
+    /// `stereo`, `5.1(side)`, `7.1`...
+    pub layout: String,
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chapter {
+    /// Seconds.
+    pub start: f64,
+    pub end: f64,
+    pub title: Option<String>,
+}
+
+/// HDR classification of the main video stream and its static metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HdrInfo {
+    pub kind: HdrKind,
+    pub mastering_display: Option<MasteringDisplay>,
+    pub content_light: Option<ContentLight>,
+    pub dovi: Option<DoviConfig>,
+}
+
+/// How many decoded frames are inspected for HDR side data.
+const HDR_PROBE_FRAMES: usize = 3;
+/// Give up looking for the first frames after this many packets of the video stream.
+const HDR_PROBE_PACKETS: usize = 500;
+
+/// Reads a file's container, streams, chapters and metadata, and decodes the first
+/// frames of its main video stream to classify HDR. A file that cannot be opened or
+/// whose video does not decode is an error naming the file.
+pub fn probe(path: &Path) -> Result<MediaInfo> {
+    crate::init();
+    let meta = std::fs::metadata(path).map_err(Error::io("reading metadata", path))?;
+    if !meta.is_file() {
+        return Err(Error::Unsupported { path: path.into(), what: "not a regular file".into() });
+    }
+    if meta.len() == 0 {
+        return Err(Error::EmptyFile { path: path.into() });
+    }
+    let mut ictx = ff::format::input(&path).map_err(Error::ffmpeg("opening the container", path))?;
+
+    let mut streams = Vec::new();
+    for st in ictx.streams() {
+        streams.push(stream_info(&st));
+    }
+    let main_video = pick_main_video(&streams);
+
+    let duration = {
+        let d = ictx.duration();
+        if d > 0 {
+            d as f64 / f64::from(ff::ffi::AV_TIME_BASE)
+        } else {
+            ictx.streams().map(|s| s.duration() as f64 * f64::from(s.time_base())).fold(0.0, f64::max)
+        }
+    };
+    for s in &mut streams {
+        if let StreamDetail::Video(v) = &mut s.detail {
+            if v.frames == 0 {
+                v.frames = (duration * v.fps()).round().max(0.0) as u64;
+            }
+        }
+    }
+
+    let chapters = ictx
+        .chapters()
+        .map(|c| {
+            let tb = f64::from(c.time_base());
+            Chapter {
+                start: c.start() as f64 * tb,
+                end: c.end() as f64 * tb,
+                title: c.metadata().get("title").map(str::to_owned),
+            }
+        })
+        .collect();
+    let metadata = ictx.metadata().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let container = ictx.format().name().to_owned();
+    let bit_rate = ictx.bit_rate().max(0) as u64;
+
+    let hdr = match main_video {
+        Some(i) => probe_hdr(&mut ictx, i, path)?,
+        None => HdrInfo { kind: HdrKind::Sdr, mastering_display: None, content_light: None, dovi: None },
+    };
+
+    Ok(MediaInfo {
+        path: path.to_path_buf(),
+        container,
+        size: meta.len(),
+        duration,
+        bit_rate,
+        streams,
+        chapters,
+        metadata,
+        main_video,
+        hdr,
+    })
+}
+
+/// The first video stream that is not cover art, preferring one flagged default.
+fn pick_main_video(streams: &[StreamInfo]) -> Option<usize> {
+    let candidates = || streams.iter().filter(|s| s.kind == StreamKind::Video && !s.attached_pic);
+    candidates().find(|s| s.default).or_else(|| candidates().next()).map(|s| s.index)
+}
+
+fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
+    let params = st.parameters();
+    let codec = params.id().name().to_owned();
+    let disposition = sidedata::disposition_bits(st);
+    let md = st.metadata();
+    let attached_pic = disposition & ff::ffi::AV_DISPOSITION_ATTACHED_PIC != 0;
+    let (kind, detail) = match params.medium() {
+        Medium::Video => {
+            let raw = sidedata::video_params(&params);
+            let (bit_depth, cw, ch) = sidedata::pixel_layout(raw.pix_fmt).unwrap_or((8, 1, 1));
+            let rate = {
+                let avg = st.avg_frame_rate();
+                if avg.numerator() > 0 && avg.denominator() > 0 {
+                    avg
+                } else {
+                    st.rate()
+                }
+            };
+            let pix_fmt = sidedata::pixel_format_name(raw.pix_fmt);
+            (
+                StreamKind::Video,
+                StreamDetail::Video(VideoInfo {
+                    width: raw.width,
+                    height: raw.height,
+                    frame_rate: (rate.numerator(), rate.denominator()),
+                    pix_fmt,
+                    bit_depth,
+                    chroma_shift: (cw, ch),
+                    primaries: raw.primaries,
+                    transfer: raw.transfer,
+                    matrix: raw.matrix,
+                    range: raw.range,
+                    chroma_location: raw.chroma_location,
+                    field_order: raw.field_order,
+                    frames: st.frames().max(0) as u64,
+                }),
+            )
+        }
+        Medium::Audio => {
+            let (channels, sample_rate, _mask, layout) = sidedata::audio_params(&params);
+            (StreamKind::Audio, StreamDetail::Audio(AudioInfo { channels, layout, sample_rate }))
+        }
+        Medium::Subtitle => (
+            StreamKind::Subtitle,
+            StreamDetail::Subtitle {
+                bitmap: matches!(
+                    codec.as_str(),
+                    "hdmv_pgs_subtitle" | "dvd_subtitle" | "dvb_subtitle" | "xsub"
+                ),
+            },
+        ),
+        Medium::Attachment => (
+            StreamKind::Attachment,
+            StreamDetail::Attachment {
+                filename: md.get("filename").map(str::to_owned),
+                mimetype: md.get("mimetype").map(str::to_owned),
+            },
+        ),
+        _ => (StreamKind::Data, StreamDetail::Other),
+    };
+    StreamInfo {
+        index: st.index(),
+        kind,
+        codec,
+        language: md.get("language").filter(|l| *l != "und").map(str::to_owned),
+        title: md.get("title").map(str::to_owned),
+        default: disposition & ff::ffi::AV_DISPOSITION_DEFAULT != 0,
+        forced: disposition & ff::ffi::AV_DISPOSITION_FORCED != 0,
+        attached_pic,
+        bit_rate: params.bit_rate().max(0) as u64,
+        detail,
+    }
+}
+
+/// Decodes the first frames of stream `index` and classifies its dynamic range from the
+/// stream's side data and the frames'.
+fn probe_hdr(ictx: &mut ff::format::context::Input, index: usize, path: &Path) -> Result<HdrInfo> {
+    let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: path.into() })?;
+    let mut side = sidedata::stream_hdr(&st);
+    let transfer = sidedata::video_params(&st.parameters()).transfer;
+    let mut decoder = open_video_decoder(&st, path, false)?;
+
+    let mut frame = ff::frame::Video::empty();
+    let mut frames = 0usize;
+    let mut packets = 0usize;
+    let mut inspect = |decoder: &mut ff::decoder::Video, frames: &mut usize| {
+        while *frames < HDR_PROBE_FRAMES && decoder.receive_frame(&mut frame).is_ok() {
+            side.merge(sidedata::frame_hdr(&frame));
+            *frames += 1;
+        }
+    };
+    for (stream, packet) in ictx.packets() {
+        if stream.index() != index {
+            continue;
+        }
+        packets += 1;
+        // A damaged packet is not fatal here; the transcode decides what is.
+        let _ = decoder.send_packet(&packet);
+        inspect(&mut decoder, &mut frames);
+        if frames >= HDR_PROBE_FRAMES || packets >= HDR_PROBE_PACKETS {
+            break;
+        }
+    }
+    if frames < HDR_PROBE_FRAMES {
+        let _ = decoder.send_eof();
+        inspect(&mut decoder, &mut frames);
+    }
+    if frames == 0 {
+        return Err(Error::Corrupt { path: path.into(), what: "no video frame could be decoded".into() });
+    }
+    Ok(HdrInfo {
+        kind: hdr::classify(transfer, &side),
+        mastering_display: side.mastering_display,
+        content_light: side.content_light,
+        dovi: side.dovi,
+    })
+}
+
+/// Opens a decoder for a video stream; `threaded` uses frame threading on every core.
+pub(crate) fn open_video_decoder(
+    st: &ff::format::stream::Stream<'_>,
+    path: &Path,
+    threaded: bool,
+) -> Result<ff::decoder::Video> {
+    let params = st.parameters();
+    let id = params.id();
+    if ff::codec::decoder::find(id).is_none() {
+        return Err(Error::Unsupported {
+            path: path.into(),
+            what: format!("no decoder for video codec {}", id.name()),
+        });
+    }
+    let mut ctx = ff::codec::context::Context::from_parameters(params)
+        .map_err(Error::ffmpeg("reading the video codec parameters", path))?;
+    if threaded {
+        ctx.set_threading(ff::threading::Config {
+            kind: ff::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+    }
+    ctx.decoder().video().map_err(Error::ffmpeg("opening the video decoder", path))
+}

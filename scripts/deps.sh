@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests need, only when some are missing.
+# Usage: scripts/deps.sh build|test
+set -euo pipefail
+
+build_pkgs=(build-essential pkg-config clang libclang-dev libavformat-dev libavcodec-dev
+  libavutil-dev libswscale-dev libswresample-dev libsvtav1enc-dev libopus-dev)
+# Independent checkers used by the tests and benchmarks (never by the product itself).
+test_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core)
+
+want=("${build_pkgs[@]}")
+[ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing missing packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
