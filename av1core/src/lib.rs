@@ -8,7 +8,11 @@
 
 pub mod encode;
 pub mod error;
+pub mod libav;
+pub mod plan;
 pub mod probe;
+pub mod transcode;
+pub mod verify;
 
 pub use error::{Error, Result};
 
@@ -21,3 +25,8 @@ pub fn init() {
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
     });
 }
+
+pub use plan::{plan, Decision, Plan, Settings, SkipReason};
+pub use probe::{probe, MediaInfo};
+pub use transcode::{transcode, Progress, Report};
+pub use verify::{verify, Verification};

@@ -3,18 +3,19 @@
 //! x265 and HDR10+ put their metadata only there).
 
 pub mod hdr;
-pub mod sidedata;
 
 use std::path::{Path, PathBuf};
 
 use ff::media::Type as Medium;
 use ffmpeg_next as ff;
+
+use crate::libav;
 use serde::{Deserialize, Serialize};
 
 use crate::encode::svt::{ContentLight, MasteringDisplay};
 use crate::error::{Error, Result};
+pub use crate::libav::DoviConfig;
 pub use hdr::HdrKind;
-pub use sidedata::DoviConfig;
 
 /// Everything the planner and the verifier need to know about a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,13 +229,13 @@ fn pick_main_video(streams: &[StreamInfo]) -> Option<usize> {
 fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
     let params = st.parameters();
     let codec = params.id().name().to_owned();
-    let disposition = sidedata::disposition_bits(st);
+    let disposition = libav::disposition_bits(st);
     let md = st.metadata();
     let attached_pic = disposition & ff::ffi::AV_DISPOSITION_ATTACHED_PIC != 0;
     let (kind, detail) = match params.medium() {
         Medium::Video => {
-            let raw = sidedata::video_params(&params);
-            let (bit_depth, cw, ch) = sidedata::pixel_layout(raw.pix_fmt).unwrap_or((8, 1, 1));
+            let raw = libav::video_params(&params);
+            let (bit_depth, cw, ch) = libav::pixel_layout(raw.pix_fmt).unwrap_or((8, 1, 1));
             let rate = {
                 let avg = st.avg_frame_rate();
                 if avg.numerator() > 0 && avg.denominator() > 0 {
@@ -243,7 +244,7 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
                     st.rate()
                 }
             };
-            let pix_fmt = sidedata::pixel_format_name(raw.pix_fmt);
+            let pix_fmt = libav::pixel_format_name(raw.pix_fmt);
             (
                 StreamKind::Video,
                 StreamDetail::Video(VideoInfo {
@@ -264,7 +265,7 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
             )
         }
         Medium::Audio => {
-            let (channels, sample_rate, _mask, layout) = sidedata::audio_params(&params);
+            let (channels, sample_rate, _mask, layout) = libav::audio_params(&params);
             (StreamKind::Audio, StreamDetail::Audio(AudioInfo { channels, layout, sample_rate }))
         }
         Medium::Subtitle => (
@@ -303,8 +304,8 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
 /// stream's side data and the frames'.
 fn probe_hdr(ictx: &mut ff::format::context::Input, index: usize, path: &Path) -> Result<HdrInfo> {
     let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: path.into() })?;
-    let mut side = sidedata::stream_hdr(&st);
-    let transfer = sidedata::video_params(&st.parameters()).transfer;
+    let mut side = libav::stream_hdr(&st);
+    let transfer = libav::video_params(&st.parameters()).transfer;
     let mut decoder = open_video_decoder(&st, path, false)?;
 
     let mut frame = ff::frame::Video::empty();
@@ -312,7 +313,7 @@ fn probe_hdr(ictx: &mut ff::format::context::Input, index: usize, path: &Path) -
     let mut packets = 0usize;
     let mut inspect = |decoder: &mut ff::decoder::Video, frames: &mut usize| {
         while *frames < HDR_PROBE_FRAMES && decoder.receive_frame(&mut frame).is_ok() {
-            side.merge(sidedata::frame_hdr(&frame));
+            side.merge(libav::frame_hdr(&frame));
             *frames += 1;
         }
     };

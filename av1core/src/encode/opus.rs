@@ -36,6 +36,24 @@ const FROM_NATIVE: [&[usize]; 8] = [
     &[0, 2, 1, 6, 7, 4, 5, 3],
 ];
 
+/// FFmpeg native channel masks of the canonical layout for each count, the order
+/// `FROM_NATIVE` expects: mono, stereo, 3.0, quad, 5.0(back), 5.1(back), 6.1, 7.1.
+/// A source with another layout of the same count is remapped by the resampler
+/// (5.1(side) becomes 5.1 with the side pair as the back pair: the same speakers for Opus).
+pub fn layout_mask(channels: usize) -> u64 {
+    use ffmpeg_next::ffi::*;
+    match channels {
+        1 => AV_CH_LAYOUT_MONO,
+        2 => AV_CH_LAYOUT_STEREO,
+        3 => AV_CH_LAYOUT_SURROUND,
+        4 => AV_CH_LAYOUT_QUAD,
+        5 => AV_CH_LAYOUT_5POINT0_BACK,
+        6 => AV_CH_LAYOUT_5POINT1_BACK,
+        7 => AV_CH_LAYOUT_6POINT1,
+        _ => AV_CH_LAYOUT_7POINT1,
+    }
+}
+
 /// Largest channel count Opus carries here (mapping family 1).
 pub const MAX_CHANNELS: usize = 8;
 

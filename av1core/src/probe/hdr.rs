@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sidedata::HdrSideData;
+use crate::libav::HdrSideData;
 
 /// H.273 transfer characteristics that mean HDR.
 pub const TRANSFER_PQ: u8 = 16;
@@ -72,7 +72,7 @@ pub fn classify(transfer: u8, side: &HdrSideData) -> HdrKind {
 mod tests {
     use super::*;
     use crate::encode::svt::ContentLight;
-    use crate::probe::sidedata::DoviConfig;
+    use crate::probe::libav::DoviConfig;
 
     #[test]
     fn classification_table() {

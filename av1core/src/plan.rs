@@ -1,0 +1,342 @@
+//! The plan for one file: CRF, bit depth, colour, and what happens to every stream.
+//! One function, [`plan`], that the dry run, the standalone mode and the master call.
+
+pub mod quality;
+
+use serde::{Deserialize, Serialize};
+
+use crate::encode::svt::{ColorDescription, ContentLight, MasteringDisplay};
+use crate::error::{Error, Result};
+use crate::probe::{HdrKind, MediaInfo, StreamDetail, StreamKind};
+pub use quality::Tables;
+
+/// Encoder and policy settings shared by every file of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// SVT-AV1 preset 0..=13.
+    pub preset: i8,
+    /// Use this CRF instead of the table's.
+    pub crf: Option<u8>,
+    /// Added to the table's CRF for HDR sources.
+    pub hdr_crf_offset: i8,
+    /// Keyframe interval in seconds.
+    pub keyint_seconds: f64,
+    /// Encoder threads (0 = all cores).
+    pub threads: u32,
+    /// Film grain synthesis level 0..=50.
+    pub film_grain: u8,
+    /// Copy every audio track unchanged instead of encoding to Opus.
+    pub copy_audio: bool,
+    /// Encode the HDR10 base layer of HDR10+ and Dolby Vision sources instead of skipping them.
+    pub dynamic_hdr_base_layer: bool,
+    /// Re-encode sources that are already AV1.
+    pub reencode_av1: bool,
+    /// Further SVT-AV1 parameters (`key=value` as in the encoder app).
+    pub svt_params: Vec<(String, String)>,
+    pub tables: Tables,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            preset: 8,
+            crf: None,
+            hdr_crf_offset: 0,
+            keyint_seconds: 10.0,
+            threads: 0,
+            film_grain: 0,
+            copy_audio: false,
+            dynamic_hdr_base_layer: false,
+            reencode_av1: false,
+            svt_params: Vec::new(),
+            tables: Tables::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<()> {
+        if !(0..=13).contains(&self.preset) {
+            return Err(Error::Config(format!("preset {} is outside 0..=13", self.preset)));
+        }
+        if let Some(crf) = self.crf {
+            if !(1..=63).contains(&crf) {
+                return Err(Error::Config(format!("CRF {crf} is outside 1..=63")));
+            }
+        }
+        if !(self.keyint_seconds >= 0.0 && self.keyint_seconds <= 60.0) {
+            return Err(Error::Config(format!(
+                "keyframe interval {} s is outside 0..=60",
+                self.keyint_seconds
+            )));
+        }
+        if self.film_grain > 50 {
+            return Err(Error::Config(format!("film grain {} is outside 0..=50", self.film_grain)));
+        }
+        self.tables.validate()
+    }
+}
+
+/// Why a file is not encoded. Not an error: the file is fine, there is just nothing
+/// (worth) doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// HDR10+ or Dolby Vision: their dynamic metadata cannot be carried.
+    DynamicHdr,
+    AlreadyAv1,
+    /// The result would not be enough smaller.
+    NotWorthIt,
+    Manual,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::DynamicHdr => "dynamic HDR",
+            SkipReason::AlreadyAv1 => "already AV1",
+            SkipReason::NotWorthIt => "not worth it",
+            SkipReason::Manual => "manual",
+        }
+    }
+}
+
+/// What to do with a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Decision {
+    Encode(Box<Plan>),
+    Skip { reason: SkipReason, detail: String },
+}
+
+/// What happens to one input stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum StreamAction {
+    /// The main video stream, to AV1.
+    EncodeVideo,
+    /// To Opus at `bitrate` bits per second, keeping every channel.
+    EncodeOpus { bitrate: u32, channels: u16 },
+    /// Packets copied unchanged.
+    Copy,
+    /// Text subtitles Matroska cannot hold as they are (MP4's mov_text): to SRT.
+    ToSrt,
+    /// Cover art stored as a picture stream: kept as a Matroska attachment.
+    CoverArt,
+    /// Not carried, with the reason (e.g. a data stream Matroska has no place for).
+    Drop { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamPlan {
+    pub index: usize,
+    pub kind: StreamKind,
+    pub codec: String,
+    #[serde(flatten)]
+    pub action: StreamAction,
+}
+
+/// Everything the transcode needs to know about the video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoPlan {
+    pub stream: usize,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second as a fraction.
+    pub frame_rate: (i32, i32),
+    pub class: String,
+    pub family: String,
+    pub crf: u8,
+    pub preset: i8,
+    /// 8 or 10.
+    pub bit_depth: u8,
+    /// In frames.
+    pub keyint: u32,
+    pub threads: u32,
+    pub film_grain: u8,
+    pub hdr: HdrKind,
+    pub color: Option<ColorDescription>,
+    pub mastering_display: Option<MasteringDisplay>,
+    pub content_light: Option<ContentLight>,
+    pub svt_params: Vec<(String, String)>,
+}
+
+/// The plan for one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub video: VideoPlan,
+    pub streams: Vec<StreamPlan>,
+    pub chapters: usize,
+    /// Frames expected (for progress and ETA).
+    pub frames: u64,
+    /// Seconds.
+    pub duration: f64,
+}
+
+impl Plan {
+    /// Streams of `kind` the output must hold (cover art counts as an attachment).
+    pub fn expected(&self, kind: StreamKind) -> usize {
+        self.streams
+            .iter()
+            .filter(|s| match s.action {
+                StreamAction::Drop { .. } => false,
+                StreamAction::CoverArt => kind == StreamKind::Attachment,
+                _ => s.kind == kind,
+            })
+            .count()
+    }
+
+    pub fn action(&self, index: usize) -> Option<&StreamAction> {
+        self.streams.iter().find(|s| s.index == index).map(|s| &s.action)
+    }
+
+    /// One line per track for people: `a:1 eac3 5.1(side) -> opus 256k`.
+    pub fn audio_summary(&self) -> String {
+        let parts: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|s| s.kind == StreamKind::Audio)
+            .map(|s| match &s.action {
+                StreamAction::EncodeOpus { bitrate, channels } => {
+                    format!("{} {}ch->opus {}k", s.codec, channels, bitrate / 1000)
+                }
+                StreamAction::Copy => format!("{} copy", s.codec),
+                StreamAction::Drop { .. } => format!("{} drop", s.codec),
+                _ => s.codec.clone(),
+            })
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Subtitle codecs the Matroska muxer stores as they are.
+const MKV_SUBTITLES: [&str; 7] =
+    ["subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle"];
+
+/// Decides what to do with a probed file. Errors only for files that cannot be
+/// transcoded at all (no video); skips are decisions, not errors.
+pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
+    settings.validate()?;
+    let Some((vs, v)) = info.video() else {
+        return Err(Error::NoVideoStream { path: info.path.clone() });
+    };
+    if v.width == 0 || v.height == 0 {
+        return Err(Error::Unsupported {
+            path: info.path.clone(),
+            what: format!("video stream without dimensions ({}x{})", v.width, v.height),
+        });
+    }
+    if info.hdr.kind.is_dynamic() && !settings.dynamic_hdr_base_layer {
+        return Ok(Decision::Skip {
+            reason: SkipReason::DynamicHdr,
+            detail: format!("{} metadata cannot be carried into AV1 yet", info.hdr.kind),
+        });
+    }
+    if vs.codec == "av1" && !settings.reencode_av1 {
+        return Ok(Decision::Skip {
+            reason: SkipReason::AlreadyAv1,
+            detail: "the video is already AV1".into(),
+        });
+    }
+
+    let class = quality::resolution_class(v.width, v.height);
+    let family = quality::codec_family(&vs.codec);
+    let hdr = info.hdr.kind;
+    let crf = match settings.crf {
+        Some(c) => c,
+        None => {
+            let base = i16::from(settings.tables.crf(class, family));
+            let offset = if hdr.is_hdr() { i16::from(settings.hdr_crf_offset) } else { 0 };
+            (base + offset).clamp(1, 63) as u8
+        }
+    };
+    let bit_depth = if v.bit_depth > 8 || hdr.is_hdr() { 10 } else { 8 };
+    let fps = if v.fps() > 0.0 { v.fps() } else { 25.0 };
+    let keyint = (fps * settings.keyint_seconds).round() as u32;
+    // The colour description is passed on when the source states one; HDR always
+    // states it (PQ/HLG make no sense without BT.2020).
+    let color =
+        (v.primaries != 2 || v.transfer != 2 || v.matrix != 2 || v.range != 0).then_some(ColorDescription {
+            primaries: v.primaries,
+            transfer: v.transfer,
+            matrix: v.matrix,
+            full_range: v.range == 2,
+            chroma_position: match v.chroma_location {
+                1 => 1, // left -> vertical
+                3 => 2, // top-left -> colocated
+                _ => 0,
+            },
+        });
+    let video = VideoPlan {
+        stream: vs.index,
+        width: v.width,
+        height: v.height,
+        frame_rate: if v.fps() > 0.0 { v.frame_rate } else { (25, 1) },
+        class: class.into(),
+        family: family.into(),
+        crf,
+        preset: settings.preset,
+        bit_depth,
+        keyint,
+        threads: settings.threads,
+        film_grain: settings.film_grain,
+        hdr,
+        color,
+        mastering_display: if hdr.is_hdr() { info.hdr.mastering_display } else { None },
+        content_light: if hdr.is_hdr() { info.hdr.content_light } else { None },
+        svt_params: settings.svt_params.clone(),
+    };
+
+    let streams = info
+        .streams
+        .iter()
+        .map(|s| {
+            let action = match (&s.kind, &s.detail) {
+                _ if s.index == vs.index => StreamAction::EncodeVideo,
+                (StreamKind::Video, _) if s.attached_pic => StreamAction::CoverArt,
+                (StreamKind::Video, _) => {
+                    StreamAction::Drop { reason: "only the main video stream is encoded".into() }
+                }
+                (StreamKind::Audio, StreamDetail::Audio(a)) => {
+                    let source_bps = u32::try_from(s.bit_rate).unwrap_or(u32::MAX);
+                    if s.codec == "opus" || settings.copy_audio {
+                        StreamAction::Copy
+                    } else if a.channels == 0 || usize::from(a.channels) > crate::encode::opus::MAX_CHANNELS {
+                        // Opus carries up to 8 channels here; never downmix: keep it as it is.
+                        StreamAction::Copy
+                    } else {
+                        let table = settings.tables.audio_kbps(u32::from(a.channels)) * 1000;
+                        let floor = 12_000 * u32::from(a.channels);
+                        let bitrate = if source_bps > 0 { table.min(source_bps.max(floor)) } else { table };
+                        StreamAction::EncodeOpus { bitrate, channels: a.channels }
+                    }
+                }
+                (StreamKind::Subtitle, _) if MKV_SUBTITLES.contains(&s.codec.as_str()) => StreamAction::Copy,
+                (StreamKind::Subtitle, _) if s.codec == "mov_text" || s.codec == "text" => {
+                    StreamAction::ToSrt
+                }
+                (StreamKind::Subtitle, _) => StreamAction::Drop {
+                    reason: format!("{} subtitles cannot be stored in Matroska", s.codec),
+                },
+                (StreamKind::Attachment, _) => StreamAction::Copy,
+                _ => {
+                    StreamAction::Drop { reason: format!("{} data stream has no place in Matroska", s.codec) }
+                }
+            };
+            StreamPlan { index: s.index, kind: s.kind, codec: s.codec.clone(), action }
+        })
+        .collect();
+
+    Ok(Decision::Encode(Box::new(Plan {
+        video,
+        streams,
+        chapters: info.chapters.len(),
+        frames: v.frames,
+        duration: info.duration,
+    })))
+}

@@ -1,0 +1,261 @@
+//! The transcode of one file, as pipelined threads joined by bounded channels:
+//!
+//! ```text
+//! demux ──video packets──▶ video decode (+ pixel conversion) ──frames──▶ SVT-AV1 ──┐
+//!   │ └───audio packets──▶ audio decode ▶ resample ▶ Opus ───────────────────────────┼──▶ mux (caller's thread)
+//!   └─────copied packets (subtitles, Opus, text subtitles turned SRT) ──────────────┘
+//! ```
+//!
+//! Decoding and encoding run at the same time, so neither waits for the other. The
+//! caller's thread muxes, reports progress and watches the cancel flag. The output is
+//! written to a hidden temporary file beside `output`, verified, and only then renamed
+//! into place; on any error the temporary file is removed.
+
+mod audio;
+mod demux;
+mod mux;
+mod video;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ffmpeg_next as ff;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::verify::{self, Verification};
+
+/// Progress of a running transcode, reported a few times a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Video frames encoded and written.
+    pub frames: u64,
+    /// Frames expected (estimated from duration and frame rate when the container
+    /// does not say).
+    pub total_frames: u64,
+    /// Encoding speed in frames per second, since the start.
+    pub fps: f64,
+    /// 0..=100, by media time written.
+    pub percent: f64,
+    pub elapsed: Duration,
+    pub eta: Option<Duration>,
+    /// Bytes of packets written so far.
+    pub bytes_written: u64,
+    /// Size the output will have if the rest compresses like what is done.
+    pub projected_size: Option<u64>,
+}
+
+/// What a finished transcode produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub output: PathBuf,
+    pub input_size: u64,
+    pub output_size: u64,
+    pub frames: u64,
+    pub elapsed: Duration,
+    pub fps: f64,
+    /// Damaged video packets the decoder skipped (tolerated up to a small share).
+    pub damaged_packets: u64,
+    /// `SVT-AV1 1.4.1`.
+    pub encoder: String,
+    pub verification: Verification,
+}
+
+/// A packet on its way to the muxer.
+pub(crate) struct Outgoing {
+    pub stream: usize,
+    pub packet: ff::Packet,
+    pub time_base: ff::Rational,
+    pub is_video: bool,
+}
+
+/// Messages between stages: an item, or the clean end of the stream. A channel that
+/// closes without `End` means the sender failed.
+pub(crate) enum Msg<T> {
+    Item(T),
+    End,
+}
+
+/// What a stage returns when it stops because a neighbour stopped first: not the
+/// cause, just a consequence (the neighbour's own error is reported instead).
+pub(crate) fn stopped(stage: &'static str) -> Error {
+    Error::Internal { stage, message: STOPPED.into() }
+}
+const STOPPED: &str = "stopped because another stage stopped";
+
+/// How many frames may wait between decoder and encoder, and packets between demuxer
+/// and decoders: enough to keep both busy, small enough to bound memory.
+pub(crate) const FRAME_QUEUE: usize = 8;
+pub(crate) const PACKET_QUEUE: usize = 256;
+
+/// Transcodes `input` to `output` (Matroska) following `plan`, verifies the result and
+/// only then moves it into place. `cancel` is honoured within a second; `on_progress`
+/// is called on the caller's thread a few times a second.
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    plan: &Plan,
+    cancel: &AtomicBool,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<Report> {
+    crate::init();
+    let started = Instant::now();
+    let input_size = std::fs::metadata(input).map_err(Error::io("reading metadata", input))?.len();
+    let temp = temp_path(output);
+    let _ = std::fs::remove_file(&temp);
+    let guard = RemoveOnDrop(&temp);
+
+    let stats = run(input, &temp, plan, cancel, &mut on_progress)?;
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
+    let file = std::fs::File::open(&temp).map_err(Error::io("opening the output", &temp))?;
+    file.sync_all().map_err(Error::io("syncing the output", &temp))?;
+    drop(file);
+
+    let verification = verify::verify(&temp, plan, Some(stats.frames))?;
+    let output_size = std::fs::metadata(&temp).map_err(Error::io("reading metadata", &temp))?.len();
+    std::fs::rename(&temp, output).map_err(Error::io("renaming the output into place", output))?;
+    std::mem::forget(guard);
+    let elapsed = started.elapsed();
+    Ok(Report {
+        output: output.to_path_buf(),
+        input_size,
+        output_size,
+        frames: stats.frames,
+        elapsed,
+        fps: stats.frames as f64 / elapsed.as_secs_f64().max(1e-9),
+        damaged_packets: stats.damaged_packets,
+        encoder: format!("SVT-AV1 {}", crate::encode::svt::version()),
+        verification,
+    })
+}
+
+/// `.NAME.av1-partial` beside `output`: hidden, and recognisable as ours.
+pub fn temp_path(output: &Path) -> PathBuf {
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    output.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
+}
+
+/// Suffix of the temporary files this library writes.
+pub const TEMP_SUFFIX: &str = ".av1-partial";
+
+struct RemoveOnDrop<'a>(&'a Path);
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Counts from a finished pipeline.
+pub(crate) struct Stats {
+    pub frames: u64,
+    pub damaged_packets: u64,
+}
+
+fn run(
+    input: &Path,
+    temp: &Path,
+    plan: &Plan,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Stats> {
+    let ictx = ff::format::input(&input).map_err(Error::ffmpeg("opening the container", input))?;
+    let setup = mux::Setup::new(&ictx, input, temp, plan)?;
+    let mux::Setup {
+        octx,
+        routes,
+        video_encoder,
+        video_decoder,
+        audio_tracks,
+        srt_tracks,
+        video_out,
+        time_bases,
+    } = setup;
+
+    // Every stage watches `stop` so that one failure or a cancel ends them all.
+    let stop = AtomicBool::new(false);
+    let (video_tx, video_rx) = crossbeam_channel::bounded(PACKET_QUEUE);
+    let (audio_tx, audio_rx) = crossbeam_channel::bounded(PACKET_QUEUE);
+    let (frame_tx, frame_rx) = crossbeam_channel::bounded(FRAME_QUEUE);
+    let (mux_tx, mux_rx) = crossbeam_channel::bounded(PACKET_QUEUE);
+
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let demux = {
+            let mux_tx = mux_tx.clone();
+            let has_audio = !audio_tracks.is_empty();
+            s.spawn(move || {
+                demux::run(
+                    ictx,
+                    input,
+                    routes,
+                    srt_tracks,
+                    video_tx,
+                    has_audio.then_some(audio_tx),
+                    mux_tx,
+                    stop,
+                )
+            })
+        };
+        let decode = s.spawn(move || {
+            video::decode(video_decoder, input, plan, time_bases.video_in, video_rx, frame_tx, stop)
+        });
+        let encode = {
+            let mux_tx = mux_tx.clone();
+            let tb = time_bases.video_in;
+            s.spawn(move || video::encode(video_encoder, frame_rx, mux_tx, video_out, tb, stop))
+        };
+        let audio = {
+            let mux_tx = mux_tx.clone();
+            s.spawn(move || audio::run(audio_tracks, audio_rx, mux_tx, input, stop))
+        };
+        drop(mux_tx);
+
+        let muxed = mux::write(octx, temp, plan, mux_rx, cancel, stop, on_progress);
+        if muxed.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let decoded = join(decode);
+        let damaged_packets = *decoded.as_ref().unwrap_or(&0);
+        let results = [join(demux), decoded.map(|_| ()), join(encode), join(audio)];
+        pick_error(muxed, results, cancel).map(|frames| Stats { frames, damaged_packets })
+    })
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join().unwrap_or_else(|p| {
+        let message = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Err(Error::Internal { stage: "pipeline", message })
+    })
+}
+
+/// The error to report: cancel first, then the first real cause, never the
+/// "stopped because another stage stopped" consequences.
+fn pick_error(muxed: Result<u64>, stages: [Result<()>; 4], cancel: &AtomicBool) -> Result<u64> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
+    let is_consequence = |e: &Error| matches!(e, Error::Internal { message, .. } if message == STOPPED);
+    let mut first_consequence = None;
+    for r in stages {
+        match r {
+            Err(e) if is_consequence(&e) => first_consequence = first_consequence.or(Some(e)),
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+    }
+    match muxed {
+        Err(e) if is_consequence(&e) => Err(first_consequence.unwrap_or(e)),
+        other => match (other, first_consequence) {
+            (Ok(_), Some(e)) => Err(e),
+            (other, _) => other,
+        },
+    }
+}

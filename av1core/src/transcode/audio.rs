@@ -1,0 +1,233 @@
+//! The audio stage: every track being encoded is decoded, resampled to 48 kHz float in
+//! the canonical layout of its channel count (no downmix: 5.1(side) becomes 5.1 with
+//! the same speakers), cut into 20 ms frames and encoded to Opus. Timestamps count
+//! samples from the track's first decoded frame, so audio stays where it was.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use ffmpeg_next as ff;
+
+use super::{Msg, Outgoing};
+use crate::encode::opus::{self, OpusEncoder, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::error::{Error, Result};
+use crate::libav::{self, Resampler};
+
+/// One audio track from decoder to Opus packets.
+pub(crate) struct AudioTrack {
+    decoder: ff::decoder::Audio,
+    time_base: ff::Rational,
+    resampler: Option<Resampler>,
+    encoder: OpusEncoder,
+    out: usize,
+    /// Interleaved samples waiting for a full frame.
+    fifo: Vec<f32>,
+    /// Timestamp (in 1/48000) of the first sample in `fifo`.
+    next_pts: Option<i64>,
+    /// Samples fed to the encoder, padding excluded.
+    samples_in: u64,
+    damaged: u64,
+}
+
+/// Damaged audio packets tolerated per track (dropped, as players do).
+const MAX_DAMAGED: u64 = 50;
+
+impl AudioTrack {
+    pub fn new(
+        ist: &ff::format::stream::Stream<'_>,
+        input: &Path,
+        encoder: OpusEncoder,
+        out: usize,
+    ) -> Result<AudioTrack> {
+        let id = ist.parameters().id();
+        if ff::decoder::find(id).is_none() {
+            return Err(Error::Unsupported {
+                path: input.into(),
+                what: format!("no decoder for audio codec {}", id.name()),
+            });
+        }
+        let decoder = ff::codec::context::Context::from_parameters(ist.parameters())
+            .map_err(Error::ffmpeg("reading audio parameters", input))?
+            .decoder()
+            .audio()
+            .map_err(Error::ffmpeg("opening an audio decoder", input))?;
+        Ok(AudioTrack {
+            decoder,
+            time_base: ist.time_base(),
+            resampler: None,
+            encoder,
+            out,
+            fifo: Vec::new(),
+            next_pts: None,
+            samples_in: 0,
+            damaged: 0,
+        })
+    }
+
+    fn decode(&mut self, packet: Option<&ff::Packet>, input: &Path, mux: &Sender<Outgoing>) -> Result<bool> {
+        let sent = match packet {
+            Some(p) => self.decoder.send_packet(p),
+            None => self.decoder.send_eof(),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(ff::Error::InvalidData) => {
+                self.damaged += 1;
+                if self.damaged > MAX_DAMAGED {
+                    return Err(Error::Corrupt {
+                        path: input.into(),
+                        what: format!("more than {MAX_DAMAGED} damaged audio packets"),
+                    });
+                }
+            }
+            Err(e) => return Err(Error::Ffmpeg { op: "decoding audio", path: input.into(), source: e }),
+        }
+        let mut frame = ff::frame::Audio::empty();
+        loop {
+            match self.decoder.receive_frame(&mut frame) {
+                Ok(()) => {}
+                Err(ff::Error::Eof) => break,
+                Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => break,
+                Err(ff::Error::InvalidData) => continue,
+                Err(e) => return Err(Error::Ffmpeg { op: "decoding audio", path: input.into(), source: e }),
+            }
+            if frame.samples() == 0 {
+                continue;
+            }
+            if self.next_pts.is_none() {
+                let pts = frame.timestamp().or(frame.pts()).unwrap_or(0);
+                self.next_pts = Some(ff::rescale::Rescale::rescale(
+                    &pts,
+                    self.time_base,
+                    ff::Rational(1, SAMPLE_RATE as i32),
+                ));
+            }
+            if self.resampler.as_ref().is_none_or(|r| !r.accepts(&frame)) {
+                // Samples still inside the old resampler come first.
+                if let Some(r) = self.resampler.as_mut() {
+                    r.flush(&mut self.fifo).map_err(Error::ffmpeg("resampling audio", input))?;
+                }
+                let mask = opus::layout_mask(self.encoder.channels());
+                self.resampler = Some(
+                    Resampler::for_frame(&frame, mask, SAMPLE_RATE)
+                        .map_err(Error::ffmpeg("setting up audio resampling", input))?,
+                );
+            }
+            let r = self.resampler.as_mut().expect("set just above");
+            r.convert(&frame, &mut self.fifo).map_err(Error::ffmpeg("resampling audio", input))?;
+            if !self.encode_frames(mux)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Encodes every full frame in the FIFO. False when the muxer is gone.
+    fn encode_frames(&mut self, mux: &Sender<Outgoing>) -> Result<bool> {
+        let ch = self.encoder.channels();
+        let frame_len = FRAME_SAMPLES * ch;
+        let mut offset = 0;
+        let fifo = std::mem::take(&mut self.fifo);
+        let mut alive = true;
+        while alive && fifo.len() - offset >= frame_len {
+            let chunk = &fifo[offset..offset + frame_len];
+            offset += frame_len;
+            self.samples_in += FRAME_SAMPLES as u64;
+            alive = self.send(chunk, None, mux)?;
+        }
+        self.fifo = fifo;
+        self.fifo.drain(..offset);
+        Ok(alive)
+    }
+
+    fn send(&mut self, chunk: &[f32], discard_end: Option<u32>, mux: &Sender<Outgoing>) -> Result<bool> {
+        let pts = self.next_pts.unwrap_or(0);
+        let data = self.encoder.encode(chunk)?;
+        let mut packet = ff::Packet::copy(data);
+        // The first packet starts `pre_skip` samples early: those are dropped on decode.
+        let ts = pts - i64::from(self.encoder.pre_skip());
+        packet.set_pts(Some(ts));
+        packet.set_dts(Some(ts));
+        packet.set_duration(FRAME_SAMPLES as i64);
+        if let Some(end) = discard_end.filter(|e| *e > 0) {
+            libav::set_skip_samples_at_end(&mut packet, end).map_err(|source| Error::Ffmpeg {
+                op: "marking audio padding",
+                path: Default::default(),
+                source,
+            })?;
+        }
+        self.next_pts = Some(pts + FRAME_SAMPLES as i64);
+        let tb = ff::Rational(1, SAMPLE_RATE as i32);
+        Ok(mux.send(Outgoing { stream: self.out, packet, time_base: tb, is_video: false }).is_ok())
+    }
+
+    /// Drains decoder and resampler, then pads the tail so that every real sample
+    /// survives the decoder's pre-skip; the padding is marked for discarding.
+    fn finish(&mut self, input: &Path, mux: &Sender<Outgoing>) -> Result<bool> {
+        if !self.decode(None, input, mux)? {
+            return Ok(false);
+        }
+        if let Some(r) = self.resampler.as_mut() {
+            r.flush(&mut self.fifo).map_err(Error::ffmpeg("resampling audio", input))?;
+        }
+        if !self.encode_frames(mux)? {
+            return Ok(false);
+        }
+        let ch = self.encoder.channels();
+        let real = (self.fifo.len() / ch) as u64;
+        if self.next_pts.is_none() {
+            return Ok(true); // the track had no audio at all
+        }
+        let pre_skip = u64::from(self.encoder.pre_skip());
+        // Total samples the decoder must produce: everything fed + pre-skip.
+        let needed = self.samples_in + real + pre_skip;
+        let mut coded = self.samples_in;
+        let frame_len = FRAME_SAMPLES * ch;
+        let mut tail = std::mem::take(&mut self.fifo);
+        while coded < needed {
+            tail.resize(frame_len, 0.0);
+            coded += FRAME_SAMPLES as u64;
+            let discard = (coded >= needed).then(|| (coded - needed) as u32);
+            if !self.send(&tail, discard, mux)? {
+                return Ok(false);
+            }
+            tail.clear();
+        }
+        Ok(true)
+    }
+}
+
+/// Runs every audio track until the demuxer says the stream ended.
+pub(crate) fn run(
+    mut tracks: Vec<AudioTrack>,
+    rx: Receiver<Msg<(usize, ff::Packet)>>,
+    mux: Sender<Outgoing>,
+    input: &Path,
+    stop: &AtomicBool,
+) -> Result<()> {
+    if tracks.is_empty() {
+        return Ok(());
+    }
+    let stopped = || super::stopped("audio");
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(stopped());
+        }
+        match rx.recv() {
+            Ok(Msg::Item((i, packet))) => {
+                if !tracks[i].decode(Some(&packet), input, &mux)? {
+                    return Err(stopped());
+                }
+            }
+            Ok(Msg::End) => break,
+            Err(_) => return Err(stopped()),
+        }
+    }
+    for t in &mut tracks {
+        if !t.finish(input, &mux)? {
+            return Err(stopped());
+        }
+    }
+    Ok(())
+}

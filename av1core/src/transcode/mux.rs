@@ -1,0 +1,285 @@
+//! The Matroska side: output streams set up from the plan (AV1, Opus, copies, SRT,
+//! cover art as attachment), metadata and chapters carried over, then the write loop
+//! that interleaves packets, reports progress and watches the cancel flag.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use ffmpeg_next as ff;
+
+use super::audio::AudioTrack;
+use super::demux::{Route, SrtTrack};
+use super::{Outgoing, Progress};
+use crate::encode::opus::OpusEncoder;
+use crate::encode::svt::{Encoder, EncoderConfig};
+use crate::error::{Error, Result};
+use crate::libav;
+use crate::plan::{Plan, StreamAction};
+
+/// Per-stream tags that describe the source encoding and would be wrong afterwards.
+const STALE_TAGS: [&str; 6] =
+    ["BPS", "DURATION", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES", "ENCODER", "_STATISTICS_"];
+
+pub(crate) struct TimeBases {
+    pub video_in: ff::Rational,
+}
+
+/// Everything the pipeline needs, made on the caller's thread before any thread starts.
+pub(crate) struct Setup {
+    pub octx: ff::format::context::Output,
+    pub routes: HashMap<usize, Route>,
+    pub video_encoder: Encoder,
+    pub video_decoder: ff::decoder::Video,
+    pub audio_tracks: Vec<AudioTrack>,
+    pub srt_tracks: Vec<SrtTrack>,
+    pub video_out: usize,
+    pub time_bases: TimeBases,
+}
+
+impl Setup {
+    pub fn new(ictx: &ff::format::context::Input, input: &Path, temp: &Path, plan: &Plan) -> Result<Setup> {
+        let fail = |op| Error::ffmpeg(op, temp);
+        let mut octx = ff::format::output_as(&temp, "matroska").map_err(fail("creating the output"))?;
+        let vp = &plan.video;
+        let ist_video = ictx.stream(vp.stream).ok_or_else(|| Error::NoVideoStream { path: input.into() })?;
+        let video_decoder = crate::probe::open_video_decoder(&ist_video, input, true)?;
+        let fps = vp.frame_rate;
+        let video_encoder = Encoder::new(&EncoderConfig {
+            width: vp.width,
+            height: vp.height,
+            bit_depth: vp.bit_depth,
+            fps_num: fps.0.max(1) as u32,
+            fps_den: fps.1.max(1) as u32,
+            preset: vp.preset,
+            crf: vp.crf,
+            keyint: vp.keyint,
+            threads: vp.threads,
+            film_grain: vp.film_grain,
+            color: vp.color,
+            mastering_display: vp.mastering_display,
+            content_light: vp.content_light,
+            extra: vp.svt_params.clone(),
+        })?;
+
+        let mut routes = HashMap::new();
+        let mut audio_tracks = Vec::new();
+        let mut srt_tracks = Vec::new();
+        let mut video_out = 0;
+        for sp in &plan.streams {
+            let Some(ist) = ictx.stream(sp.index) else { continue };
+            let out_index = octx.nb_streams() as usize;
+            match &sp.action {
+                StreamAction::Drop { .. } => continue,
+                StreamAction::EncodeVideo => {
+                    let params = libav::av1_params(
+                        vp.width,
+                        vp.height,
+                        vp.bit_depth > 8,
+                        vp.color.as_ref(),
+                        libav::video_params(&ist.parameters()).chroma_location,
+                        video_encoder.sequence_header(),
+                    )
+                    .map_err(fail("setting up the AV1 stream"))?;
+                    let mut ost = octx
+                        .add_stream(ff::encoder::find(ff::codec::Id::None))
+                        .map_err(fail("adding a stream"))?;
+                    ost.set_parameters(params);
+                    ost.set_time_base(ist.time_base());
+                    ost.set_avg_frame_rate(ist.avg_frame_rate());
+                    libav::set_stream_hdr(&mut ost, vp.mastering_display.as_ref(), vp.content_light.as_ref())
+                        .map_err(fail("adding HDR metadata"))?;
+                    carry_stream_tags(&ist, &mut ost);
+                    routes.insert(sp.index, Route::Video);
+                    video_out = out_index;
+                }
+                StreamAction::EncodeOpus { bitrate, channels } => {
+                    let rate = match libav::audio_params(&ist.parameters()).1 {
+                        0 => crate::encode::opus::SAMPLE_RATE,
+                        r => r,
+                    };
+                    let encoder = OpusEncoder::new(usize::from(*channels), *bitrate, rate)?;
+                    let params = libav::opus_params(encoder.channels(), &encoder.head(), encoder.pre_skip())
+                        .map_err(fail("setting up an Opus stream"))?;
+                    let mut ost = octx
+                        .add_stream(ff::encoder::find(ff::codec::Id::None))
+                        .map_err(fail("adding a stream"))?;
+                    ost.set_parameters(params);
+                    ost.set_time_base(ff::Rational(1, crate::encode::opus::SAMPLE_RATE as i32));
+                    carry_stream_tags(&ist, &mut ost);
+                    routes.insert(sp.index, Route::Audio(audio_tracks.len()));
+                    audio_tracks.push(AudioTrack::new(&ist, input, encoder, out_index)?);
+                }
+                StreamAction::Copy => {
+                    let mut ost = octx
+                        .add_stream(ff::encoder::find(ff::codec::Id::None))
+                        .map_err(fail("adding a stream"))?;
+                    ost.set_parameters(ist.parameters());
+                    libav::clear_codec_tag(&mut ost);
+                    ost.set_time_base(ist.time_base());
+                    carry_stream_tags(&ist, &mut ost);
+                    routes.insert(sp.index, Route::Copy(out_index));
+                }
+                StreamAction::ToSrt => {
+                    let mut ost = octx
+                        .add_stream(ff::encoder::find(ff::codec::Id::None))
+                        .map_err(fail("adding a stream"))?;
+                    let mut params = ff::codec::Parameters::new();
+                    params.set_medium(ff::media::Type::Subtitle);
+                    params.set_id(ff::codec::Id::SUBRIP);
+                    ost.set_parameters(params);
+                    ost.set_time_base(ist.time_base());
+                    carry_stream_tags(&ist, &mut ost);
+                    routes.insert(sp.index, Route::Srt(srt_tracks.len()));
+                    srt_tracks.push(SrtTrack::new(&ist, input, out_index)?);
+                }
+                StreamAction::CoverArt => {
+                    let Some(data) = libav::attached_picture(&ist) else { continue };
+                    let id = ist.parameters().id();
+                    let ext = if id == ff::codec::Id::PNG { "png" } else { "jpg" };
+                    let mime = if id == ff::codec::Id::PNG { "image/png" } else { "image/jpeg" };
+                    let params = libav::attachment_params(id, &data).map_err(fail("adding the cover art"))?;
+                    let mut ost = octx
+                        .add_stream(ff::encoder::find(ff::codec::Id::None))
+                        .map_err(fail("adding a stream"))?;
+                    ost.set_parameters(params);
+                    let mut md = ff::Dictionary::new();
+                    md.set("filename", &format!("cover.{ext}"));
+                    md.set("mimetype", mime);
+                    ost.set_metadata(md);
+                }
+            }
+            if let Some(mut ost) = octx.stream_mut(out_index) {
+                libav::set_disposition_bits(
+                    &mut ost,
+                    libav::disposition_bits(&ist) & !ff::ffi::AV_DISPOSITION_ATTACHED_PIC,
+                );
+            }
+        }
+
+        // Global metadata and chapters, as they are.
+        let mut md = ff::Dictionary::new();
+        for (k, v) in ictx.metadata().iter() {
+            if !k.eq_ignore_ascii_case("encoder") {
+                md.set(k, v);
+            }
+        }
+        octx.set_metadata(md);
+        for (i, c) in ictx.chapters().enumerate() {
+            let title = c.metadata().get("title").unwrap_or("").to_owned();
+            octx.add_chapter(i as i64 + 1, c.time_base(), c.start(), c.end(), &title)
+                .map_err(fail("adding a chapter"))?;
+        }
+
+        octx.write_header().map_err(fail("writing the Matroska header"))?;
+        Ok(Setup {
+            octx,
+            routes,
+            video_encoder,
+            video_decoder,
+            audio_tracks,
+            srt_tracks,
+            video_out,
+            time_bases: TimeBases { video_in: ist_video.time_base() },
+        })
+    }
+}
+
+/// Language, title and other per-stream tags, without the statistics that describe
+/// the old encoding.
+fn carry_stream_tags(ist: &ff::format::stream::Stream<'_>, ost: &mut ff::format::stream::StreamMut<'_>) {
+    let mut md = ff::Dictionary::new();
+    for (k, v) in ist.metadata().iter() {
+        let upper = k.to_ascii_uppercase();
+        if STALE_TAGS.iter().any(|t| upper == *t || upper.starts_with(t)) || upper.starts_with("DURATION") {
+            continue;
+        }
+        md.set(k, v);
+    }
+    ost.set_metadata(md);
+}
+
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How often the cancel flag is looked at while no packet arrives.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// Writes packets until every sender is done; returns the number of video frames.
+pub(crate) fn write(
+    mut octx: ff::format::context::Output,
+    temp: &Path,
+    plan: &Plan,
+    rx: Receiver<Outgoing>,
+    cancel: &AtomicBool,
+    stop: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<u64> {
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut frames = 0u64;
+    let mut bytes = 0u64;
+    let mut media_time = 0f64;
+    let out_tbs: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            stop.store(true, Ordering::Relaxed);
+            return Err(Error::Cancelled);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(super::stopped("mux"));
+        }
+        let out = match rx.recv_timeout(CANCEL_POLL) {
+            Ok(o) => o,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let Outgoing { stream, mut packet, time_base, is_video } = out;
+        if is_video {
+            frames += 1;
+            if let Some(pts) = packet.pts() {
+                media_time = media_time.max(pts as f64 * f64::from(time_base));
+            }
+        }
+        bytes += packet.size() as u64;
+        packet.set_stream(stream);
+        packet.set_position(-1);
+        packet.rescale_ts(time_base, out_tbs[stream]);
+        packet.write_interleaved(&mut octx).map_err(Error::ffmpeg("writing a packet", temp))?;
+
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            on_progress(&progress(plan, frames, bytes, media_time, started.elapsed()));
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Err(super::stopped("mux"));
+    }
+    octx.write_trailer().map_err(Error::ffmpeg("writing the Matroska index", temp))?;
+    on_progress(&progress(plan, frames, bytes, plan.duration, started.elapsed()));
+    Ok(frames)
+}
+
+fn progress(plan: &Plan, frames: u64, bytes: u64, media_time: f64, elapsed: Duration) -> Progress {
+    let secs = elapsed.as_secs_f64();
+    let fraction = if plan.duration > 0.0 {
+        (media_time / plan.duration).clamp(0.0, 1.0)
+    } else if plan.frames > 0 {
+        (frames as f64 / plan.frames as f64).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let eta = (fraction > 0.0 && fraction < 1.0)
+        .then(|| Duration::from_secs_f64(secs * (1.0 - fraction) / fraction));
+    Progress {
+        frames,
+        total_frames: plan.frames.max(frames),
+        fps: if secs > 0.0 { frames as f64 / secs } else { 0.0 },
+        percent: fraction * 100.0,
+        elapsed,
+        eta: if fraction >= 1.0 { Some(Duration::ZERO) } else { eta },
+        bytes_written: bytes,
+        projected_size: (fraction > 0.01).then(|| (bytes as f64 / fraction) as u64),
+    }
+}

@@ -1,0 +1,215 @@
+//! Verification: the one check a result must pass before it counts. The output
+//! reopens; it has one AV1 video stream; the audio, subtitle and attachment streams
+//! and the chapters are those planned; the duration is within max(0.5 s, 1%) of the
+//! source's; every video frame decodes; the HDR signalling (colour description,
+//! mastering display, content light level) equals the source's, in the AV1 stream and
+//! in the Matroska track.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use serde::{Deserialize, Serialize};
+
+use crate::encode::svt::{ContentLight, MasteringDisplay};
+use crate::error::{Error, Result};
+use crate::libav;
+use crate::plan::Plan;
+use crate::probe::{self, hdr, HdrKind, StreamKind};
+
+/// What verification measured on the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub duration: f64,
+    pub frames: u64,
+    pub audio: usize,
+    pub subtitles: usize,
+    pub attachments: usize,
+    pub chapters: usize,
+    pub hdr: HdrKind,
+    pub bit_depth: u8,
+}
+
+/// Verifies `output` against `plan`. `frames_written`, when known, must equal the
+/// number of frames that decode. Every problem found is listed in the error.
+pub fn verify(output: &Path, plan: &Plan, frames_written: Option<u64>) -> Result<Verification> {
+    let info = probe::probe(output)
+        .map_err(|e| Error::Verify { path: output.into(), problems: vec![e.to_string()] })?;
+    let mut problems = Vec::new();
+
+    let videos: Vec<_> =
+        info.streams.iter().filter(|s| s.kind == StreamKind::Video && !s.attached_pic).collect();
+    if videos.len() != 1 || videos[0].codec != "av1" {
+        problems.push(format!(
+            "expected one AV1 video stream, found {}",
+            videos.iter().map(|s| s.codec.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let count = |k| info.count(k);
+    for (kind, name) in [
+        (StreamKind::Audio, "audio"),
+        (StreamKind::Subtitle, "subtitle"),
+        (StreamKind::Attachment, "attachment"),
+    ] {
+        let (want, got) = (plan.expected(kind), count(kind));
+        if want != got {
+            problems.push(format!("{got} {name} streams, {want} planned"));
+        }
+    }
+    if info.chapters.len() != plan.chapters {
+        problems.push(format!("{} chapters, {} in the source", info.chapters.len(), plan.chapters));
+    }
+    let tolerance = (plan.duration * 0.01).max(0.5);
+    if (info.duration - plan.duration).abs() > tolerance {
+        problems.push(format!("duration {:.3} s, source {:.3} s", info.duration, plan.duration));
+    }
+
+    // HDR: what the source had (the HDR10 base layer when dynamic HDR was opted in).
+    let vp = &plan.video;
+    let want_kind = if vp.hdr.is_dynamic() {
+        hdr::classify(vp.color.map_or(2, |c| c.transfer), &Default::default())
+    } else {
+        vp.hdr
+    };
+    let mut decoded = DecodeCheck::default();
+    if let Some(main) = info.main_video {
+        match decode_all(output, main) {
+            Ok(d) => decoded = d,
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if let Some(n) = frames_written {
+        if decoded.frames != n {
+            problems.push(format!("{} frames decode, {n} were written", decoded.frames));
+        }
+    }
+    if decoded.frames == 0 {
+        problems.push("no video frame decodes".into());
+    }
+    if info.hdr.kind != want_kind {
+        problems.push(format!("output is {}, source is {}", info.hdr.kind, want_kind));
+    }
+    if let Some((_, v)) = info.video() {
+        if v.bit_depth != vp.bit_depth {
+            problems.push(format!("output is {}-bit, {}-bit planned", v.bit_depth, vp.bit_depth));
+        }
+        if let Some(c) = vp.color {
+            let got = (v.primaries, v.transfer, v.matrix);
+            if got != (c.primaries, c.transfer, c.matrix) {
+                problems.push(format!(
+                    "colour description {got:?}, source ({}, {}, {})",
+                    c.primaries, c.transfer, c.matrix
+                ));
+            }
+        }
+    }
+    for (place, side) in [("Matroska track", &decoded.container), ("AV1 stream", &decoded.bitstream)] {
+        if !same_mastering(vp.mastering_display.as_ref(), side.mastering_display.as_ref()) {
+            problems.push(format!(
+                "mastering display in the {place} is {:?}, source {:?}",
+                side.mastering_display, vp.mastering_display
+            ));
+        }
+        if vp.content_light != side.content_light {
+            problems.push(format!(
+                "content light level in the {place} is {:?}, source {:?}",
+                side.content_light, vp.content_light
+            ));
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(Error::Verify { path: output.into(), problems });
+    }
+    Ok(Verification {
+        duration: info.duration,
+        frames: decoded.frames,
+        audio: count(StreamKind::Audio),
+        subtitles: count(StreamKind::Subtitle),
+        attachments: count(StreamKind::Attachment),
+        chapters: info.chapters.len(),
+        hdr: info.hdr.kind,
+        bit_depth: info.video().map_or(0, |(_, v)| v.bit_depth),
+    })
+}
+
+/// Equal within what the fixed-point encodings keep (0.00002 for chromaticity, 1e-4
+/// relative for luminance).
+fn same_mastering(a: Option<&MasteringDisplay>, b: Option<&MasteringDisplay>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let xy = |p: (f64, f64), q: (f64, f64)| {
+                (p.0 - q.0).abs() < 2e-5 + 1e-9 && (p.1 - q.1).abs() < 2e-5 + 1e-9
+            };
+            let lum = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(y.abs()) + 1e-4;
+            xy(a.red, b.red)
+                && xy(a.green, b.green)
+                && xy(a.blue, b.blue)
+                && xy(a.white_point, b.white_point)
+                && lum(a.max_luminance, b.max_luminance)
+                && lum(a.min_luminance, b.min_luminance)
+        }
+        _ => false,
+    }
+}
+
+#[derive(Default)]
+struct DecodeCheck {
+    frames: u64,
+    container: Side,
+    bitstream: Side,
+}
+
+#[derive(Default)]
+struct Side {
+    mastering_display: Option<MasteringDisplay>,
+    content_light: Option<ContentLight>,
+}
+
+/// Decodes every frame of the video stream; reads HDR metadata from the track and
+/// from the first decoded frame (the AV1 metadata OBUs).
+fn decode_all(path: &Path, index: usize) -> Result<DecodeCheck> {
+    let mut ictx = ff::format::input(&path).map_err(Error::ffmpeg("reopening the output", path))?;
+    let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: path.into() })?;
+    let container = libav::stream_hdr(&st);
+    let mut decoder = probe::open_video_decoder(&st, path, true)?;
+    let mut frame = ff::frame::Video::empty();
+    let mut check = DecodeCheck {
+        container: Side {
+            mastering_display: container.mastering_display,
+            content_light: container.content_light,
+        },
+        ..Default::default()
+    };
+    let mut receive = |decoder: &mut ff::decoder::Video, check: &mut DecodeCheck| -> Result<()> {
+        loop {
+            match decoder.receive_frame(&mut frame) {
+                Ok(()) => {
+                    if check.frames == 0 {
+                        let side = libav::frame_hdr(&frame);
+                        check.bitstream = Side {
+                            mastering_display: side.mastering_display,
+                            content_light: side.content_light,
+                        };
+                    }
+                    check.frames += 1;
+                }
+                Err(ff::Error::Eof) => return Ok(()),
+                Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => return Ok(()),
+                Err(e) => {
+                    return Err(Error::Ffmpeg { op: "decoding the output", path: path.into(), source: e })
+                }
+            }
+        }
+    };
+    for (s, packet) in ictx.packets() {
+        if s.index() != index {
+            continue;
+        }
+        decoder.send_packet(&packet).map_err(Error::ffmpeg("decoding the output", path))?;
+        receive(&mut decoder, &mut check)?;
+    }
+    decoder.send_eof().map_err(Error::ffmpeg("decoding the output", path))?;
+    receive(&mut decoder, &mut check)?;
+    Ok(check)
+}
