@@ -231,6 +231,12 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
             what: format!("video stream without dimensions ({}x{})", v.width, v.height),
         });
     }
+    if v.frames <= 1 && info.duration < 0.5 {
+        return Err(Error::Unsupported {
+            path: info.path.clone(),
+            what: "a still image, not a video".into(),
+        });
+    }
     if info.hdr.kind.is_dynamic() && !settings.dynamic_hdr_base_layer {
         return Ok(Decision::Skip {
             reason: SkipReason::DynamicHdr,

@@ -45,8 +45,13 @@ impl MediaInfo {
         }
     }
 
+    /// Streams of `kind`. Cover art counts as an attachment, not as video: Matroska
+    /// stores it as an attachment, and FFmpeg shows image attachments as picture streams.
     pub fn count(&self, kind: StreamKind) -> usize {
-        self.streams.iter().filter(|s| s.kind == kind).count()
+        self.streams
+            .iter()
+            .filter(|s| if s.attached_pic { kind == StreamKind::Attachment } else { s.kind == kind })
+            .count()
     }
 }
 

@@ -196,6 +196,7 @@ fn run(
                     video_tx,
                     has_audio.then_some(audio_tx),
                     mux_tx,
+                    plan.duration,
                     stop,
                 )
             })

@@ -145,10 +145,12 @@ impl AudioTrack {
         let pts = self.next_pts.unwrap_or(0);
         let data = self.encoder.encode(chunk)?;
         let mut packet = ff::Packet::copy(data);
-        // The first packet starts `pre_skip` samples early: those are dropped on decode.
-        let ts = pts - i64::from(self.encoder.pre_skip());
-        packet.set_pts(Some(ts));
-        packet.set_dts(Some(ts));
+        // Matroska's rule: a block's timestamp is that of its first sample *after* the
+        // codec delay (pre-skip) is removed, so the first packet sits exactly where the
+        // source's first sample was. (FFmpeg 5.1's own Opus path writes it `pre_skip`
+        // early and so shifts every other track 6.5 ms late.)
+        packet.set_pts(Some(pts));
+        packet.set_dts(Some(pts));
         packet.set_duration(FRAME_SAMPLES as i64);
         if let Some(end) = discard_end.filter(|e| *e > 0) {
             libav::set_skip_samples_at_end(&mut packet, end).map_err(|source| Error::Ffmpeg {

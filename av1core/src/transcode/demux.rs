@@ -85,6 +85,7 @@ pub(crate) fn run(
     video: Sender<Msg<ff::Packet>>,
     audio: Option<Sender<Msg<(usize, ff::Packet)>>>,
     mux: Sender<Outgoing>,
+    declared_duration: f64,
     stop: &AtomicBool,
 ) -> Result<()> {
     let start = libav::start_time(&ictx);
@@ -93,6 +94,8 @@ pub(crate) fn run(
     let stopped = || super::stopped("demux");
     let mut packet = ff::Packet::empty();
     let mut bad_reads = 0u32;
+    // Where the media read so far ends, in seconds from the start.
+    let mut last_end = 0f64;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(stopped());
@@ -118,6 +121,12 @@ pub(crate) fn run(
         if let Some(d) = packet.dts() {
             packet.set_dts(Some(d - shift));
         }
+        if let Some(t) = packet.pts().or(packet.dts()) {
+            let end = (t + packet.duration().max(0)) as f64 * f64::from(tb);
+            if end.is_finite() && end > last_end {
+                last_end = end;
+            }
+        }
         let p = std::mem::replace(&mut packet, ff::Packet::empty());
         let sent = match *route {
             Route::Video => video.send(Msg::Item(p)).is_ok(),
@@ -139,6 +148,17 @@ pub(crate) fn run(
         if !sent {
             return Err(stopped());
         }
+    }
+    // A file that ends well before the duration its header declares was cut short:
+    // say so now, rather than let verification find a short output.
+    let tolerance = (declared_duration * 0.01).max(0.5);
+    if declared_duration > 0.0 && last_end + tolerance < declared_duration {
+        return Err(Error::Corrupt {
+            path: input.into(),
+            what: format!(
+                "the media ends at {last_end:.2} s but the file declares {declared_duration:.2} s: it is truncated"
+            ),
+        });
     }
     let ended = video.send(Msg::End).is_ok() && audio.as_ref().is_none_or(|a| a.send(Msg::End).is_ok());
     if ended {
