@@ -192,6 +192,38 @@ impl Handle {
     }
 }
 
+/// SVT-AV1 1.4 keeps process-wide state (function-pointer tables set up by every
+/// `svt_av1_enc_init`, torn down by `deinit`): a second encoder created or destroyed
+/// while another one encodes crashes the process (seen here: a segfault inside the
+/// library with two encoders in one test process). So one encoder lives at a time per
+/// process; a second `Encoder::new` waits for the first to be gone. The product runs
+/// one encode per process anyway; parallelism comes from SVT-AV1's own threads.
+static BUSY: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// The right to have an SVT-AV1 encoder alive in this process; released on drop.
+struct Exclusive;
+
+impl Exclusive {
+    fn acquire() -> Exclusive {
+        let (lock, cvar) = &BUSY;
+        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            busy = cvar.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        Exclusive
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let (lock, cvar) = &BUSY;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        cvar.notify_one();
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
         // SAFETY: ptr came from svt_av1_enc_init_handle and is freed only here;
@@ -224,6 +256,12 @@ pub struct Encoder {
     header: Vec<u8>,
     eos_sent: bool,
     done: bool,
+    /// Pictures sent and packets received, so that an encoder ended early is drained
+    /// exactly as far as the library will go.
+    sent: u64,
+    received: u64,
+    /// Declared after `handle`, so it is released after the handle is freed.
+    _exclusive: Exclusive,
 }
 
 // SAFETY: the SVT-AV1 handle is not bound to the thread that created it (the library
@@ -239,6 +277,7 @@ impl Encoder {
     /// Creates and initialises an encoder with `config`.
     pub fn new(config: &EncoderConfig) -> Result<Encoder> {
         config.validate()?;
+        let exclusive = Exclusive::acquire();
         let mut handle = Handle::new()?;
         for (key, value) in config.parameters() {
             let (k, v) = match (CString::new(key.clone()), CString::new(value.clone())) {
@@ -280,7 +319,16 @@ impl Encoder {
             sys::svt_av1_enc_stream_header_release(hdr);
             bytes
         };
-        Ok(Encoder { handle, config: config.clone(), header, eos_sent: false, done: false })
+        Ok(Encoder {
+            handle,
+            config: config.clone(),
+            header,
+            eos_sent: false,
+            done: false,
+            sent: 0,
+            received: 0,
+            _exclusive: exclusive,
+        })
     }
 
     /// The AV1 sequence header OBU: Matroska's codec private (`av1C` is built from it).
@@ -346,13 +394,36 @@ impl Encoder {
         // planes checked above to hold the configured size. The library copies the
         // samples and never writes through these pointers.
         let rc = unsafe { sys::svt_av1_enc_send_picture(self.handle.ptr.as_ptr(), &mut buf) };
-        check("svt_av1_enc_send_picture", rc)
+        check("svt_av1_enc_send_picture", rc)?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn send_grey(&mut self) -> Result<()> {
+        let bps = if self.config.bit_depth > 8 { 2 } else { 1 };
+        let (w, h) = (self.config.width as usize, self.config.height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        // Mid-grey: 128 in 8 bits, 512 (little-endian) in 10 bits.
+        let sample: &[u8] = if bps == 2 { &[0x00, 0x02] } else { &[0x80] };
+        let luma = sample.repeat(w * h);
+        let chroma = sample.repeat(cw * ch);
+        self.send(&Picture {
+            planes: [&luma, &chroma, &chroma],
+            strides: [w * bps, cw * bps, cw * bps],
+            pts: 0,
+            keyframe: false,
+        })
     }
 
     /// Signals end of stream. Keep calling `receive(true)` until a packet `is_last()`.
     pub fn finish(&mut self) -> Result<()> {
         if self.eos_sent {
             return Ok(());
+        }
+        if self.sent == 0 {
+            // SVT-AV1 1.4 never answers an empty stream with an EOS packet, and its
+            // deinit waits for one forever: an empty stream gets one grey picture.
+            self.send_grey()?;
         }
         let mut buf = sys::EbBufferHeaderType {
             size: std::mem::size_of::<sys::EbBufferHeaderType>() as u32,
@@ -394,10 +465,38 @@ impl Encoder {
                 detail: Some("packet flagged as an encoding error".into()),
             });
         }
-        if packet.is_last() {
+        self.received += 1;
+        if packet.is_last() || (self.eos_sent && self.received >= self.sent) {
             self.done = true;
         }
         Ok(Some(packet))
+    }
+}
+
+impl Drop for Encoder {
+    /// SVT-AV1 1.4 hangs in `svt_av1_enc_deinit` when pictures are still in flight, so
+    /// an encoder dropped before the end of its stream is ended and drained first.
+    /// This can take a few seconds of encoding: callers that must not wait (a cancel)
+    /// drop the encoder on another thread (see [`Encoder::abandon`]).
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.finish().is_err() {
+            return;
+        }
+        // One packet per picture sent; `receive` stops at the last one.
+        while let Ok(Some(_)) = self.receive(true) {}
+    }
+}
+
+impl Encoder {
+    /// Ends and frees the encoder on a background thread, so the caller returns at once.
+    pub fn abandon(self) {
+        if self.done {
+            return;
+        }
+        let _ = std::thread::Builder::new().name("svt-abandon".into()).spawn(move || drop(self));
     }
 }
 
@@ -434,7 +533,7 @@ impl Packet<'_> {
             || t == sys::EbAv1PictureType::EB_AV1_INTRA_ONLY_PICTURE
     }
 
-    /// True for the last packet of the stream.
+    /// True for the last packet of the stream (flagged end of stream by the library).
     pub fn is_last(&self) -> bool {
         self.flags() & sys::EB_BUFFERFLAG_EOS != 0
     }
@@ -449,5 +548,99 @@ impl Drop for Packet<'_> {
         let mut p = self.ptr.as_ptr();
         // SAFETY: the packet came from svt_av1_enc_get_packet and is released exactly once.
         unsafe { sys::svt_av1_enc_release_out_buffer(&mut p) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(bit_depth: u8) -> EncoderConfig {
+        EncoderConfig {
+            width: 64,
+            height: 64,
+            bit_depth,
+            fps_num: 24,
+            fps_den: 1,
+            preset: 12,
+            crf: 35,
+            keyint: 0,
+            threads: 0,
+            film_grain: 0,
+            color: None,
+            mastering_display: None,
+            content_light: None,
+            extra: Vec::new(),
+        }
+    }
+
+    fn send_frames(enc: &mut Encoder, n: i64, bit_depth: u8) -> usize {
+        let bps = if bit_depth > 8 { 2 } else { 1 };
+        let y = vec![0u8; 64 * 64 * bps];
+        let c = vec![0u8; 32 * 32 * bps];
+        let mut got = 0;
+        for pts in 0..n {
+            let y: Vec<u8> =
+                y.iter().enumerate().map(|(i, _)| ((i as i64 + pts * 3) % 200) as u8 & 0x7f).collect();
+            let pic = Picture {
+                planes: [&y, &c, &c],
+                strides: [64 * bps, 32 * bps, 32 * bps],
+                pts,
+                keyframe: false,
+            };
+            enc.send(&pic).unwrap();
+            while let Some(p) = enc.receive(false).unwrap() {
+                assert!(!p.data().is_empty());
+                got += 1;
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn encodes_8_and_10_bit_and_the_last_packet_holds_a_frame() {
+        for depth in [8, 10] {
+            let mut enc = Encoder::new(&config(depth)).unwrap();
+            assert!(!enc.sequence_header().is_empty());
+            assert_eq!(enc.sequence_header()[0] >> 3 & 0xf, 1, "an OBU_SEQUENCE_HEADER");
+            let mut got = send_frames(&mut enc, 20, depth);
+            enc.finish().unwrap();
+            let mut pts = Vec::new();
+            loop {
+                let p = enc.receive(true).unwrap().expect("packets until the last");
+                pts.push(p.pts());
+                got += 1;
+                if p.is_last() {
+                    assert!(!p.data().is_empty(), "the EOS packet still carries a frame");
+                    break;
+                }
+            }
+            assert_eq!(got, 20, "{depth}-bit: one packet per frame");
+            assert!(enc.receive(true).unwrap().is_none());
+            assert_eq!(*pts.last().unwrap(), 19);
+        }
+    }
+
+    #[test]
+    fn dropping_mid_stream_does_not_hang_and_frees_the_slot() {
+        let mut enc = Encoder::new(&config(8)).unwrap();
+        send_frames(&mut enc, 12, 8);
+        drop(enc);
+        let enc = Encoder::new(&config(8)).unwrap();
+        send_frames(&mut { enc }, 3, 8);
+    }
+
+    #[test]
+    fn short_planes_and_bad_settings_are_errors() {
+        let mut enc = Encoder::new(&config(8)).unwrap();
+        let small = vec![0u8; 100];
+        let pic =
+            Picture { planes: [&small, &small, &small], strides: [64, 32, 32], pts: 0, keyframe: false };
+        assert!(matches!(enc.send(&pic), Err(Error::Config(_))));
+        drop(enc);
+        assert!(Encoder::new(&EncoderConfig { crf: 0, ..config(8) }).is_err());
+        assert!(Encoder::new(&EncoderConfig { preset: 14, ..config(8) }).is_err());
+        let bad_key = EncoderConfig { extra: vec![("no-such-key".into(), "1".into())], ..config(8) };
+        assert!(matches!(Encoder::new(&bad_key), Err(Error::Svt { .. })));
     }
 }

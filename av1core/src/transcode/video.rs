@@ -54,7 +54,7 @@ pub(crate) fn decode(
                 Err(e) => return Err(Error::Ffmpeg { op: "decoding video", path: input.into(), source: e }),
             }
             let pts = stamps.next(decoded.timestamp());
-            let frame = conv.convert(&decoded, input)?;
+            let frame = conv.convert(&mut decoded, input)?;
             if tx.send(Msg::Item(Frame { frame, pts })).is_err() {
                 return Err(stopped());
             }
@@ -92,6 +92,9 @@ pub(crate) fn decode(
     }
     decoder.send_eof().map_err(Error::ffmpeg("flushing the video decoder", input))?;
     drain(&mut decoder, &mut stamps)?;
+    if stamps.last.is_none() {
+        return Err(Error::Corrupt { path: input.into(), what: "no video frame could be decoded".into() });
+    }
     if damaged > MAX_DAMAGED_ALWAYS.max((packets as f64 * MAX_DAMAGED_SHARE) as u64) {
         return Err(Error::Corrupt {
             path: input.into(),
@@ -144,12 +147,14 @@ struct Converter {
 }
 
 impl Converter {
-    fn convert(&mut self, frame: &ff::frame::Video, input: &Path) -> Result<ff::frame::Video> {
+    /// Returns the frame to encode; a frame already in the right layout is moved out
+    /// (leaving `frame` empty for the next decode), never copied.
+    fn convert(&mut self, frame: &mut ff::frame::Video, input: &Path) -> Result<ff::frame::Video> {
         let fmt = frame.format();
         // Full-range 4:2:0 has the same layout; the range travels in the colour description.
         let same_layout = fmt == self.target || (fmt == Pixel::YUVJ420P && self.target == Pixel::YUV420P);
         if same_layout && frame.width() == self.width && frame.height() == self.height {
-            return Ok(frame.clone());
+            return Ok(std::mem::replace(frame, ff::frame::Video::empty()));
         }
         let key = (fmt, frame.width(), frame.height());
         if self.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
@@ -167,7 +172,7 @@ impl Converter {
         }
         let (scaler, _) = self.scaler.as_mut().expect("set just above");
         let mut out = ff::frame::Video::empty();
-        scaler.run(frame, &mut out).map_err(Error::ffmpeg("converting pixel format", input))?;
+        scaler.run(&*frame, &mut out).map_err(Error::ffmpeg("converting pixel format", input))?;
         Ok(out)
     }
 }
@@ -176,6 +181,22 @@ impl Converter {
 /// packet (which still carries a frame).
 pub(crate) fn encode(
     mut encoder: Encoder,
+    rx: Receiver<Msg<Frame>>,
+    mux: Sender<Outgoing>,
+    out_stream: usize,
+    time_base: ff::Rational,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let result = encode_all(&mut encoder, rx, mux, out_stream, time_base, stop);
+    if result.is_err() {
+        // Draining what is in flight takes seconds: not on the way of a cancel.
+        encoder.abandon();
+    }
+    result
+}
+
+fn encode_all(
+    encoder: &mut Encoder,
     rx: Receiver<Msg<Frame>>,
     mux: Sender<Outgoing>,
     out_stream: usize,
@@ -222,23 +243,18 @@ pub(crate) fn encode(
         }
     }
     encoder.finish()?;
+    // Until the packet flagged last (which still carries a frame); `None` after it.
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(stopped());
         }
-        let Some(p) = encoder.receive(true)? else {
-            return Err(Error::Svt {
-                function: "svt_av1_enc_get_packet",
-                code: 0,
-                detail: Some("the stream ended without its last packet".into()),
-            });
-        };
-        let last = p.is_last();
-        if !forward(&p) {
-            return Err(stopped());
-        }
-        if last {
-            return Ok(());
+        match encoder.receive(true)? {
+            Some(p) => {
+                if !forward(&p) {
+                    return Err(stopped());
+                }
+            }
+            None => return Ok(()),
         }
     }
 }

@@ -1,0 +1,109 @@
+//! Fixtures for the integration tests: tiny clips made by the `ffmpeg` program (a test
+//! tool only; the product never runs it), and independent checks with `ffprobe`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+
+use av1core::{Decision, Plan, Report, Settings};
+
+/// Runs `ffmpeg -v error -y ARGS`; panics with its message on failure.
+pub fn ffmpeg(dir: &Path, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .current_dir(dir)
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (make test installs it)");
+    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `ffprobe` JSON of streams, format and chapters.
+pub fn ffprobe(path: &Path) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format", "-show_chapters"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON")
+}
+
+/// Streams of one codec type from ffprobe's JSON.
+pub fn streams<'a>(probe: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    probe["streams"].as_array().unwrap().iter().filter(|s| s["codec_type"] == kind).collect()
+}
+
+/// Frames of the first video stream that decode, counted by ffprobe (libdav1d).
+pub fn decoded_frames(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub const SRT: &str =
+    "1\n00:00:00,200 --> 00:00:00,900\nHello there\n\n2\n00:00:01,000 --> 00:00:01,800\nSecond line\n";
+
+pub const ASS: &str = "[Script Info]\nScriptType: v4.00+\nPlayResX: 320\nPlayResY: 240\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\nStyle: Default,DejaVu Sans,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\nDialogue: 0,0:00:00.20,0:00:01.50,Default,,0,0,0,,Styled text\n";
+
+pub const CHAPTERS: &str = ";FFMETADATA1\ntitle=Test film\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=Opening\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=Ending\n";
+
+pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Settings for tests: the fastest preset, so the suite stays quick.
+pub fn fast() -> Settings {
+    Settings { preset: 12, ..Settings::default() }
+}
+
+/// Probe + plan; panics unless the plan is to encode.
+pub fn plan_for(input: &Path, settings: &Settings) -> Plan {
+    let info = av1core::probe(input).unwrap();
+    match av1core::plan(&info, settings).unwrap() {
+        Decision::Encode(p) => *p,
+        Decision::Skip { reason, detail } => panic!("skipped: {reason:?} {detail}"),
+    }
+}
+
+/// Probe, plan, transcode to `output`; asserts the source is left byte-identical.
+pub fn transcode(input: &Path, output: &Path, settings: &Settings) -> Report {
+    let before = std::fs::read(input).unwrap();
+    let plan = plan_for(input, settings);
+    let cancel = AtomicBool::new(false);
+    let report = av1core::transcode(input, output, &plan, &cancel, |_| {}).unwrap();
+    assert_eq!(std::fs::read(input).unwrap(), before, "the source must be untouched");
+    report
+}
+
+/// Files in `dir` whose names mark them as partial outputs.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(av1core::transcode::TEMP_SUFFIX))
+        .collect()
+}
+
+pub fn f64_of(v: &serde_json::Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()).unwrap_or(f64::NAN)
+}

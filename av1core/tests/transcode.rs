@@ -1,0 +1,352 @@
+//! End-to-end transcodes of generated clips, checked with ffprobe (an independent
+//! reader) and av1core's own verification.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn mp4_h264_aac51_mov_text_and_cover_art() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "subs.srt", SRT);
+    ffmpeg(dir, &["-f", "lavfi", "-i", "testsrc2=s=160x120:r=1:d=1", "-frames:v", "1", "cover.jpg"]);
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=30000/1001:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=2",
+            "-i",
+            "subs.srt",
+            "-i",
+            "cover.jpg",
+            "-filter_complex",
+            "[1]aformat=channel_layouts=5.1[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-map",
+            "2",
+            "-map",
+            "3",
+            "-c:v:0",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-c:s",
+            "mov_text",
+            "-c:v:1",
+            "copy",
+            "-disposition:v:1",
+            "attached_pic",
+            "-metadata:s:s:0",
+            "language=eng",
+            "-metadata:s:a:0",
+            "language=spa",
+            "in.mp4",
+        ],
+    );
+    let input = dir.join("in.mp4");
+    let output = dir.join("out.mkv");
+    let report = transcode(&input, &output, &fast());
+    assert_eq!(report.frames, 60);
+    assert_eq!(report.verification.attachments, 1);
+
+    let p = ffprobe(&output);
+    assert_eq!(p["format"]["format_name"], "matroska,webm");
+    let v = streams(&p, "video");
+    let main: Vec<_> = v.iter().filter(|s| s["disposition"]["attached_pic"] == 0).collect();
+    assert_eq!(main.len(), 1);
+    assert_eq!(main[0]["codec_name"], "av1");
+    assert_eq!(main[0]["r_frame_rate"], "30000/1001");
+    let cover: Vec<_> = v.iter().filter(|s| s["disposition"]["attached_pic"] == 1).collect();
+    assert_eq!(cover.len(), 1, "cover art kept as an attachment");
+    assert_eq!(cover[0]["tags"]["mimetype"], "image/jpeg");
+    let a = streams(&p, "audio");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["codec_name"], "opus");
+    assert_eq!(a[0]["channels"], 6, "5.1 stays 5.1");
+    assert_eq!(a[0]["tags"]["language"], "spa");
+    let s = streams(&p, "subtitle");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0]["codec_name"], "subrip", "mov_text becomes SRT");
+    assert_eq!(s[0]["tags"]["language"], "eng");
+    assert_eq!(decoded_frames(&output), 60);
+    assert!((f64_of(&p["format"]["duration"]) - 2.0).abs() < 0.1);
+    assert!(leftovers(dir).is_empty());
+}
+
+#[test]
+fn mkv_three_audio_tracks_subtitles_chapters_and_fonts() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "subs.srt", SRT);
+    write(dir, "subs.ass", ASS);
+    write(dir, "chapters.txt", CHAPTERS);
+    ffmpeg(
+        dir,
+        &[
+            "-f", "lavfi", "-i", "testsrc2=s=320x240:r=24:d=2", "-f", "lavfi", "-i", "sine=f=440:d=2",
+            "-f", "lavfi", "-i", "sine=f=660:d=2", "-f", "lavfi", "-i", "sine=f=880:d=2",
+            "-i", "subs.srt", "-i", "subs.ass", "-i", "chapters.txt",
+            "-filter_complex",
+            "[1]aformat=channel_layouts=5.1[a1];[2]aformat=channel_layouts=stereo[a2];[3]aformat=channel_layouts=5.1(side)[a3]",
+            "-map", "0:v", "-map", "[a1]", "-map", "[a2]", "-map", "[a3]", "-map", "4", "-map", "5",
+            "-map_metadata", "6", "-map_chapters", "6",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a:0", "aac", "-c:a:1", "ac3", "-c:a:2", "eac3",
+            "-c:s:0", "srt", "-c:s:1", "ass",
+            "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=Surround",
+            "-metadata:s:a:1", "language=fra", "-metadata:s:a:2", "language=deu",
+            "-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=jpn",
+            "-disposition:a:0", "default", "-disposition:a:1", "0", "-disposition:s:1", "forced",
+            "-attach", FONT, "-metadata:s:t", "mimetype=font/ttf", "-shortest", "in.mkv",
+        ],
+    );
+    let input = dir.join("in.mkv");
+    let output = dir.join("out.mkv");
+    transcode(&input, &output, &fast());
+
+    let p = ffprobe(&output);
+    let a = streams(&p, "audio");
+    let summary: Vec<_> = a
+        .iter()
+        .map(|s| (s["codec_name"].clone(), s["channels"].clone(), s["tags"]["language"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("opus".into(), 6.into(), "eng".into()),
+            ("opus".into(), 2.into(), "fra".into()),
+            ("opus".into(), 6.into(), "deu".into()),
+        ],
+        "every track kept, surround stays surround, in order"
+    );
+    assert_eq!(a[0]["tags"]["title"], "Surround");
+    assert_eq!(a[0]["disposition"]["default"], 1);
+    assert_eq!(a[1]["disposition"]["default"], 0);
+    let s = streams(&p, "subtitle");
+    assert_eq!(s.len(), 2);
+    assert_eq!((s[0]["codec_name"].as_str(), s[1]["codec_name"].as_str()), (Some("subrip"), Some("ass")));
+    assert_eq!(s[1]["disposition"]["forced"], 1);
+    assert_eq!(s[1]["tags"]["language"], "jpn");
+    let t = streams(&p, "attachment");
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0]["tags"]["filename"], "DejaVuSans.ttf");
+    assert_eq!(t[0]["tags"]["mimetype"], "font/ttf");
+    let ch = p["chapters"].as_array().unwrap();
+    assert_eq!(ch.len(), 2);
+    assert_eq!(ch[1]["tags"]["title"], "Ending");
+    assert!((f64_of(&ch[1]["start_time"]) - 1.0).abs() < 0.01);
+    assert_eq!(p["format"]["tags"]["title"], "Test film");
+
+    // The SRT track is the source's, to the millisecond (mkvextract reads both).
+    let extract = |mkv: &std::path::Path, to: &str| {
+        let to = dir.join(to);
+        let out = std::process::Command::new("mkvextract")
+            .arg(mkv)
+            .arg("tracks")
+            .arg(format!("4:{}", to.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        std::fs::read_to_string(to).unwrap()
+    };
+    let (src, out) = (extract(&input, "src.srt"), extract(&output, "out.srt"));
+    assert!(src.contains("Hello there") && src.contains("Second line"));
+    assert_eq!(out, src);
+
+    let plan = plan_for(&input, &fast());
+    assert_eq!(plan.audio_summary(), "aac 6ch->opus 256k, ac3 2ch->opus 96k, eac3 6ch->opus 256k");
+}
+
+#[test]
+fn hdr10_from_x265_frame_side_data_is_kept_in_av1_and_matroska() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f", "lavfi", "-i", "testsrc2=s=320x240:r=24:d=1", "-c:v", "libx265", "-pix_fmt", "yuv420p10le",
+            "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc",
+            "-x265-params",
+            "log-level=error:hdr10=1:repeat-headers=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
+            "in.mkv",
+        ],
+    );
+    let input = dir.join("in.mkv");
+    let info = av1core::probe(&input).unwrap();
+    assert_eq!(info.hdr.kind, av1core::probe::HdrKind::Hdr10);
+    let md = info.hdr.mastering_display.expect("found in the first frame's side data");
+    assert!((md.max_luminance - 1000.0).abs() < 1e-6 && (md.min_luminance - 0.0001).abs() < 1e-9);
+    assert!((md.green.0 - 0.265).abs() < 1e-6 && (md.white_point.1 - 0.329).abs() < 1e-6);
+
+    let output = dir.join("out.mkv");
+    let report = transcode(&input, &output, &fast());
+    assert_eq!(report.verification.hdr, av1core::probe::HdrKind::Hdr10);
+    assert_eq!(report.verification.bit_depth, 10);
+
+    // Independent reading: ffprobe's view of the Matroska track...
+    let p = ffprobe(&output);
+    let v = &streams(&p, "video")[0];
+    assert_eq!(v["pix_fmt"], "yuv420p10le");
+    assert_eq!(v["color_primaries"], "bt2020");
+    assert_eq!(v["color_transfer"], "smpte2084");
+    assert_eq!(v["color_space"], "bt2020nc");
+    let sd = v["side_data_list"].as_array().expect("HDR side data on the track");
+    let cll = sd.iter().find(|s| s["side_data_type"] == "Content light level metadata").unwrap();
+    assert_eq!((cll["max_content"].as_i64(), cll["max_average"].as_i64()), (Some(1000), Some(400)));
+    let mdm = sd.iter().find(|s| s["side_data_type"] == "Mastering display metadata").unwrap();
+    assert_eq!(mdm["max_luminance"], "1000/1");
+    assert_eq!(mdm["green_x"], "53/200");
+    // ...and of the AV1 bitstream's metadata OBUs, on the first decoded frame.
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+            "-show_frames",
+            "-of",
+            "json",
+        ])
+        .arg(&output)
+        .output()
+        .unwrap();
+    let frames: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fsd = frames["frames"][0]["side_data_list"].as_array().expect("frame side data from the AV1 stream");
+    let cll = fsd.iter().find(|s| s["side_data_type"] == "Content light level metadata").unwrap();
+    assert_eq!(cll["max_content"].as_i64(), Some(1000));
+    let mdm = fsd.iter().find(|s| s["side_data_type"] == "Mastering display metadata").unwrap();
+    // AV1 stores the minimum luminance in 18.14 fixed point: 0.0001 becomes 2/16384.
+    let ratio = |v: &serde_json::Value| {
+        let (n, d) = v.as_str().unwrap().split_once('/').unwrap();
+        n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
+    };
+    assert!((ratio(&mdm["min_luminance"]) - 0.0001).abs() <= 1.0 / 16384.0);
+    assert!((ratio(&mdm["max_luminance"]) - 1000.0).abs() < 1e-6);
+}
+
+#[test]
+fn webm_vp9_444_10bit_vorbis_51_with_chapters() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "chapters.txt", CHAPTERS);
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=24:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=2",
+            "-i",
+            "chapters.txt",
+            "-filter_complex",
+            "[1]aformat=channel_layouts=5.1[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-map_chapters",
+            "2",
+            "-c:v",
+            "libvpx-vp9",
+            "-pix_fmt",
+            "yuv444p10le",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-c:a",
+            "libvorbis",
+            "-shortest",
+            "in.webm",
+        ],
+    );
+    let output = dir.join("out.mkv");
+    let report = transcode(&dir.join("in.webm"), &output, &fast());
+    assert_eq!(report.verification.bit_depth, 10);
+    let p = ffprobe(&output);
+    assert_eq!(streams(&p, "video")[0]["pix_fmt"], "yuv420p10le", "4:4:4 10-bit -> 4:2:0 10-bit");
+    assert_eq!(streams(&p, "audio")[0]["channels"], 6);
+    assert_eq!(p["chapters"].as_array().unwrap().len(), 2);
+    assert_eq!(decoded_frames(&output), 48);
+}
+
+#[test]
+fn mpeg2_ts_with_ac3_51_side_and_avi_mpeg4_mp3() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=2",
+            "-filter_complex",
+            "[1]aformat=channel_layouts=5.1(side)[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-c:v",
+            "mpeg2video",
+            "-c:a",
+            "ac3",
+            "-shortest",
+            "in.ts",
+        ],
+    );
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=2",
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "libmp3lame",
+            "-shortest",
+            "in.avi",
+        ],
+    );
+    for (name, channels) in [("in.ts", 6), ("in.avi", 1)] {
+        let output = dir.join(format!("{name}.mkv"));
+        let report = transcode(&dir.join(name), &output, &fast());
+        assert_eq!(report.frames, 50, "{name}");
+        let p = ffprobe(&output);
+        assert_eq!(streams(&p, "video")[0]["codec_name"], "av1");
+        let a = streams(&p, "audio");
+        assert_eq!(a[0]["codec_name"], "opus");
+        assert_eq!(a[0]["channels"], channels, "{name}: never a downmix");
+        // Audio and video start together (the TS source starts at 1.4 s; the output at 0).
+        let vstart = f64_of(&streams(&p, "video")[0]["start_time"]);
+        assert!(vstart.abs() < 0.04, "{name}: video starts at {vstart}");
+        assert_eq!(decoded_frames(&output), 50);
+    }
+}
