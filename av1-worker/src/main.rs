@@ -63,6 +63,9 @@ struct TranscodeArgs {
     /// Opus bit-rate table (audio_codec_lookup.json) overriding the built-in one.
     #[arg(long, env = "AUDIO_LOOKUP")]
     audio_table: Option<PathBuf>,
+    /// Print the report as one JSON line on standard output when done.
+    #[arg(long)]
+    json: bool,
     /// Extra SVT-AV1 parameter, KEY=VALUE (repeatable).
     #[arg(long = "svt", value_parser = parse_kv)]
     svt_params: Vec<(String, String)>,
@@ -92,6 +95,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -159,6 +163,9 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<std::process::ExitCode> {
     let report = av1core::transcode(input, &args.output, &plan, &cancel, |p| draw.update(p));
     draw.finish();
     let report = report.with_context(|| format!("transcoding {}", input.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
     let saved = 100.0 * (1.0 - report.output_size as f64 / report.input_size.max(1) as f64);
     eprintln!(
         "done: {} frames in {:.1} s ({:.2} fps), {} -> {} bytes ({saved:.1}% smaller), verified: {:.2} s, {} audio, {} subtitles, {} attachments, {} chapters, {}",

@@ -346,3 +346,180 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
         duration: info.duration,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{AudioInfo, HdrInfo, StreamInfo, VideoInfo};
+
+    fn stream(index: usize, kind: StreamKind, codec: &str, detail: StreamDetail) -> StreamInfo {
+        StreamInfo {
+            index,
+            kind,
+            codec: codec.into(),
+            language: None,
+            title: None,
+            default: false,
+            forced: false,
+            attached_pic: false,
+            bit_rate: 0,
+            detail,
+        }
+    }
+
+    fn video(codec: &str, w: u32, h: u32, depth: u8, transfer: u8) -> StreamInfo {
+        stream(
+            0,
+            StreamKind::Video,
+            codec,
+            StreamDetail::Video(VideoInfo {
+                width: w,
+                height: h,
+                frame_rate: (24000, 1001),
+                pix_fmt: "yuv420p".into(),
+                bit_depth: depth,
+                chroma_shift: (1, 1),
+                primaries: if transfer == 16 { 9 } else { 1 },
+                transfer,
+                matrix: if transfer == 16 { 9 } else { 1 },
+                range: 1,
+                chroma_location: 1,
+                field_order: 1,
+                frames: 24_000,
+            }),
+        )
+    }
+
+    fn audio(index: usize, codec: &str, channels: u16, bit_rate: u64) -> StreamInfo {
+        let mut s = stream(
+            index,
+            StreamKind::Audio,
+            codec,
+            StreamDetail::Audio(AudioInfo { channels, layout: String::new(), sample_rate: 48_000 }),
+        );
+        s.bit_rate = bit_rate;
+        s
+    }
+
+    fn info(streams: Vec<StreamInfo>, hdr: HdrKind) -> MediaInfo {
+        MediaInfo {
+            path: "film.mkv".into(),
+            container: "matroska,webm".into(),
+            size: 1 << 30,
+            duration: 1000.0,
+            bit_rate: 8_000_000,
+            main_video: Some(0),
+            streams,
+            chapters: Vec::new(),
+            metadata: Vec::new(),
+            hdr: HdrInfo { kind: hdr, mastering_display: None, content_light: None, dovi: None },
+        }
+    }
+
+    fn encode(i: &MediaInfo, s: &Settings) -> Plan {
+        match plan(i, s).unwrap() {
+            Decision::Encode(p) => *p,
+            d => panic!("expected a plan, got {d:?}"),
+        }
+    }
+
+    #[test]
+    fn crf_depth_and_keyframes_follow_the_source() {
+        let s = Settings::default();
+        let cases = [
+            ("h264", 1920, 800, 8, 1, 24, 8),
+            ("hevc", 3840, 2160, 10, 16, 22, 10),
+            ("mpeg2video", 720, 576, 8, 1, 28, 8),
+            ("vp9", 1280, 720, 10, 1, 28, 10),
+        ];
+        for (codec, w, h, depth, trc, crf, out_depth) in cases {
+            let hdr = if trc == 16 { HdrKind::Hdr10 } else { HdrKind::Sdr };
+            let p = encode(&info(vec![video(codec, w, h, depth, trc)], hdr), &s);
+            assert_eq!((p.video.crf, p.video.bit_depth), (crf, out_depth), "{codec} {w}x{h}");
+            assert_eq!(p.video.keyint, 240, "10 s at 23.976 fps");
+            assert_eq!(p.video.preset, 8);
+        }
+        let p = encode(
+            &info(vec![video("h264", 1920, 1080, 8, 1)], HdrKind::Sdr),
+            &Settings { crf: Some(33), ..s },
+        );
+        assert_eq!(p.video.crf, 33);
+    }
+
+    #[test]
+    fn dynamic_hdr_and_av1_are_skipped_unless_asked() {
+        let s = Settings::default();
+        for kind in [HdrKind::Hdr10Plus, HdrKind::DolbyVision] {
+            let i = info(vec![video("hevc", 3840, 2160, 10, 16)], kind);
+            assert!(matches!(plan(&i, &s).unwrap(), Decision::Skip { reason: SkipReason::DynamicHdr, .. }));
+            let p = encode(&i, &Settings { dynamic_hdr_base_layer: true, ..s.clone() });
+            assert_eq!(p.video.bit_depth, 10);
+        }
+        let i = info(vec![video("av1", 1920, 1080, 8, 1)], HdrKind::Sdr);
+        assert!(matches!(plan(&i, &s).unwrap(), Decision::Skip { reason: SkipReason::AlreadyAv1, .. }));
+        assert_eq!(encode(&i, &Settings { reencode_av1: true, ..s }).video.crf, 31);
+    }
+
+    #[test]
+    fn every_audio_track_gets_an_action_without_downmix() {
+        let streams = vec![
+            video("h264", 1920, 1080, 8, 1),
+            audio(1, "eac3", 6, 640_000),
+            audio(2, "aac", 2, 64_000),
+            audio(3, "opus", 2, 0),
+            audio(4, "truehd", 8, 0),
+            audio(5, "pcm_s16le", 12, 0),
+            stream(6, StreamKind::Subtitle, "mov_text", StreamDetail::Subtitle { bitmap: false }),
+            stream(7, StreamKind::Subtitle, "hdmv_pgs_subtitle", StreamDetail::Subtitle { bitmap: true }),
+            stream(8, StreamKind::Subtitle, "eia_608", StreamDetail::Subtitle { bitmap: false }),
+            stream(9, StreamKind::Data, "bin_data", StreamDetail::Other),
+            stream(
+                10,
+                StreamKind::Attachment,
+                "ttf",
+                StreamDetail::Attachment { filename: None, mimetype: None },
+            ),
+        ];
+        let p = encode(&info(streams, HdrKind::Sdr), &Settings::default());
+        let actions: Vec<_> = p.streams.iter().map(|s| s.action.clone()).collect();
+        assert_eq!(actions[0], StreamAction::EncodeVideo);
+        assert_eq!(actions[1], StreamAction::EncodeOpus { bitrate: 256_000, channels: 6 });
+        assert_eq!(
+            actions[2],
+            StreamAction::EncodeOpus { bitrate: 64_000, channels: 2 },
+            "never above the source"
+        );
+        assert_eq!(actions[3], StreamAction::Copy, "Opus is copied");
+        assert_eq!(actions[4], StreamAction::EncodeOpus { bitrate: 320_000, channels: 8 });
+        assert_eq!(actions[5], StreamAction::Copy, "12 channels: kept as they are, not downmixed");
+        assert_eq!(actions[6], StreamAction::ToSrt);
+        assert_eq!(actions[7], StreamAction::Copy);
+        assert!(matches!(actions[8], StreamAction::Drop { .. }));
+        assert!(matches!(actions[9], StreamAction::Drop { .. }));
+        assert_eq!(actions[10], StreamAction::Copy);
+        assert_eq!((p.expected(StreamKind::Audio), p.expected(StreamKind::Subtitle)), (5, 2));
+        assert_eq!(p.expected(StreamKind::Attachment), 1);
+
+        let copy_all = encode(
+            &info(vec![video("h264", 1920, 1080, 8, 1), audio(1, "eac3", 6, 640_000)], HdrKind::Sdr),
+            &Settings { copy_audio: true, ..Settings::default() },
+        );
+        assert_eq!(copy_all.streams[1].action, StreamAction::Copy);
+    }
+
+    #[test]
+    fn bad_settings_and_sources_are_errors() {
+        let i = info(vec![video("h264", 1920, 1080, 8, 1)], HdrKind::Sdr);
+        for s in [
+            Settings { preset: 14, ..Settings::default() },
+            Settings { crf: Some(0), ..Settings::default() },
+            Settings { keyint_seconds: -1.0, ..Settings::default() },
+            Settings { film_grain: 51, ..Settings::default() },
+        ] {
+            assert!(matches!(plan(&i, &s), Err(Error::Config(_))), "{s:?}");
+        }
+        let mut no_video = info(vec![audio(0, "aac", 2, 0)], HdrKind::Sdr);
+        no_video.main_video = None;
+        assert!(matches!(plan(&no_video, &Settings::default()), Err(Error::NoVideoStream { .. })));
+    }
+}

@@ -55,6 +55,8 @@ pub struct Report {
     pub output_size: u64,
     pub frames: u64,
     pub elapsed: Duration,
+    /// Part of `elapsed` spent verifying the output (decoding every frame again).
+    pub verify_elapsed: Duration,
     pub fps: f64,
     /// Damaged video packets the decoder skipped (tolerated up to a small share).
     pub damaged_packets: u64,
@@ -115,7 +117,9 @@ pub fn transcode(
     file.sync_all().map_err(Error::io("syncing the output", &temp))?;
     drop(file);
 
+    let verify_started = Instant::now();
     let verification = verify::verify(&temp, plan, Some(stats.frames))?;
+    let verify_elapsed = verify_started.elapsed();
     let output_size = std::fs::metadata(&temp).map_err(Error::io("reading metadata", &temp))?.len();
     std::fs::rename(&temp, output).map_err(Error::io("renaming the output into place", output))?;
     std::mem::forget(guard);
@@ -126,6 +130,7 @@ pub fn transcode(
         output_size,
         frames: stats.frames,
         elapsed,
+        verify_elapsed,
         fps: stats.frames as f64 / elapsed.as_secs_f64().max(1e-9),
         damaged_packets: stats.damaged_packets,
         encoder: format!("SVT-AV1 {}", crate::encode::svt::version()),

@@ -1,0 +1,78 @@
+//! The `av1-worker transcode` command as a user runs it.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ffmpeg(dir: &Path, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .current_dir(dir)
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn worker(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_av1-worker"))
+        .current_dir(dir)
+        .env("SVT_LOG", "1")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn transcodes_refuses_to_overwrite_and_skips_av1() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x120:r=24:d=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=1",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "in.mp4",
+        ],
+    );
+    let out = worker(dir, &["transcode", "in.mp4", "-o", "out.mkv", "--preset", "12", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["frames"], 24);
+    assert_eq!(report["verification"]["audio"], 1);
+    assert!(report["encoder"].as_str().unwrap().starts_with("SVT-AV1 "));
+    let before = std::fs::read(dir.join("out.mkv")).unwrap();
+
+    // An existing output is never overwritten.
+    let again = worker(dir, &["transcode", "in.mp4", "-o", "out.mkv", "--preset", "12"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
+    assert_eq!(std::fs::read(dir.join("out.mkv")).unwrap(), before);
+
+    // An AV1 source is skipped on purpose (exit 3), not failed.
+    let skip = worker(dir, &["transcode", "out.mkv", "-o", "again.mkv"]);
+    assert_eq!(skip.status.code(), Some(3), "{}", String::from_utf8_lossy(&skip.stderr));
+    assert!(String::from_utf8_lossy(&skip.stderr).contains("already AV1"));
+    assert!(!dir.join("again.mkv").exists());
+
+    // A broken file fails with the file named, and nothing written.
+    std::fs::write(dir.join("broken.mkv"), b"not a video at all").unwrap();
+    let bad = worker(dir, &["transcode", "broken.mkv", "-o", "b.mkv"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("broken.mkv"));
+    assert!(!dir.join("b.mkv").exists());
+
+    let probe = worker(dir, &["probe", "in.mp4"]);
+    let info: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(info["streams"][0]["codec"], "h264");
+    assert_eq!(info["hdr"]["kind"], "sdr");
+}
