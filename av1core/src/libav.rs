@@ -705,3 +705,79 @@ pub fn start_time(ictx: &ffmpeg_next::format::context::Input) -> i64 {
     // SAFETY: the context pointer is valid for the borrow; a plain field is read.
     unsafe { (*ictx.as_ptr()).start_time }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ffmpeg_next as ff;
+
+    /// A real file carrying a Dolby Vision configuration record (MP4 `dvcC`), made by
+    /// remuxing a generated HEVC clip with the record added as stream side data: the
+    /// probe must classify it as Dolby Vision, and the plan must skip it.
+    #[test]
+    fn dovi_configuration_record_is_found_and_the_file_skipped() {
+        crate::init();
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("hevc.mp4");
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-nostdin", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1"])
+            .args(["-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le"])
+            .args([
+                "-color_primaries",
+                "bt2020",
+                "-color_trc",
+                "smpte2084",
+                "-colorspace",
+                "bt2020nc",
+                "-tag:v",
+                "hvc1",
+            ])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        let dv = d.path().join("dv.mp4");
+        let mut ictx = ff::format::input(&src).unwrap();
+        let mut octx = ff::format::output(&dv).unwrap();
+        let record = AVDOVIDecoderConfigurationRecord {
+            dv_version_major: 1,
+            dv_version_minor: 0,
+            dv_profile: 8,
+            dv_level: 4,
+            rpu_present_flag: 1,
+            el_present_flag: 0,
+            bl_present_flag: 1,
+            dv_bl_signal_compatibility_id: 1,
+        };
+        for st in ictx.streams() {
+            let mut ost = octx.add_stream(ff::encoder::find(ff::codec::Id::None)).unwrap();
+            ost.set_parameters(st.parameters());
+            ost.set_time_base(st.time_base());
+            add_stream_side_data(&mut ost, ffi::AVPacketSideDataType::AV_PKT_DATA_DOVI_CONF, &record)
+                .unwrap();
+        }
+        let mut opts = ff::Dictionary::new();
+        opts.set("strict", "unofficial");
+        octx.write_header_with(opts).unwrap();
+        let otb = octx.stream(0).unwrap().time_base();
+        let itb = ictx.stream(0).unwrap().time_base();
+        for (_, mut p) in ictx.packets() {
+            p.rescale_ts(itb, otb);
+            p.set_position(-1);
+            p.write_interleaved(&mut octx).unwrap();
+        }
+        octx.write_trailer().unwrap();
+
+        let info = crate::probe(&dv).unwrap();
+        assert_eq!(info.hdr.kind, crate::probe::HdrKind::DolbyVision);
+        let rec = info.hdr.dovi.expect("the record is read back");
+        assert_eq!((rec.profile, rec.level, rec.bl_compatibility_id), (8, 4, 1));
+        match crate::plan(&info, &crate::Settings::default()).unwrap() {
+            crate::Decision::Skip { reason, .. } => assert_eq!(reason, crate::SkipReason::DynamicHdr),
+            d => panic!("expected a skip, got {d:?}"),
+        }
+        // The same clip without the record is plain HDR10.
+        assert_eq!(crate::probe(&src).unwrap().hdr.kind, crate::probe::HdrKind::Hdr10);
+    }
+}
