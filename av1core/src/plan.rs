@@ -231,6 +231,13 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
             what: format!("video stream without dimensions ({}x{})", v.width, v.height),
         });
     }
+    let min = crate::encode::svt::MIN_SIZE;
+    if v.width < min || v.height < min {
+        return Err(Error::Unsupported {
+            path: info.path.clone(),
+            what: format!("{}x{} video is below SVT-AV1's minimum of {min}x{min}", v.width, v.height),
+        });
+    }
     if v.frames <= 1 && info.duration < 0.5 {
         return Err(Error::Unsupported {
             path: info.path.clone(),
@@ -518,6 +525,8 @@ mod tests {
         ] {
             assert!(matches!(plan(&i, &s), Err(Error::Config(_))), "{s:?}");
         }
+        let tiny = info(vec![video("h264", 48, 48, 8, 1)], HdrKind::Sdr);
+        assert!(matches!(plan(&tiny, &Settings::default()), Err(Error::Unsupported { .. })));
         let mut no_video = info(vec![audio(0, "aac", 2, 0)], HdrKind::Sdr);
         no_video.main_video = None;
         assert!(matches!(plan(&no_video, &Settings::default()), Err(Error::NoVideoStream { .. })));

@@ -93,7 +93,8 @@ pub(crate) const FRAME_QUEUE: usize = 8;
 pub(crate) const PACKET_QUEUE: usize = 256;
 
 /// Transcodes `input` to `output` (Matroska) following `plan`, verifies the result and
-/// only then moves it into place. `cancel` is honoured within a second; `on_progress`
+/// only then moves it into place (an existing `output` is replaced atomically; callers
+/// that must not overwrite check first). `cancel` is honoured within a second; `on_progress`
 /// is called on the caller's thread a few times a second.
 pub fn transcode(
     input: &Path,
