@@ -322,7 +322,7 @@ pub fn audio_params(params: &ffmpeg_next::codec::Parameters) -> (u16, u32, u64, 
     }
 }
 
-/// The stream's disposition bits and codec id's name, read from the raw stream.
+/// The stream's disposition bits (`AV_DISPOSITION_*`).
 pub fn disposition_bits(stream: &ffmpeg_next::format::stream::Stream<'_>) -> i32 {
     // SAFETY: the stream pointer is valid for the borrow.
     unsafe { (*stream.as_ptr()).disposition }

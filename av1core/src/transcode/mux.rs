@@ -193,7 +193,7 @@ fn carry_stream_tags(ist: &ff::format::stream::Stream<'_>, ost: &mut ff::format:
     let mut md = ff::Dictionary::new();
     for (k, v) in ist.metadata().iter() {
         let upper = k.to_ascii_uppercase();
-        if STALE_TAGS.iter().any(|t| upper == *t || upper.starts_with(t)) || upper.starts_with("DURATION") {
+        if STALE_TAGS.iter().any(|t| upper.starts_with(t)) {
             continue;
         }
         md.set(k, v);
