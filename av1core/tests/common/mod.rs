@@ -89,8 +89,16 @@ pub fn transcode(input: &Path, output: &Path, settings: &Settings) -> Report {
     let before = std::fs::read(input).unwrap();
     let plan = plan_for(input, settings);
     let cancel = AtomicBool::new(false);
-    let report = av1core::transcode(input, output, &plan, &cancel, |_| {}).unwrap();
+    let mut seen: Vec<av1core::Progress> = Vec::new();
+    let report = av1core::transcode(input, output, &plan, &cancel, |p| seen.push(p.clone())).unwrap();
     assert_eq!(std::fs::read(input).unwrap(), before, "the source must be untouched");
+    // Progress only moves forward and ends complete.
+    assert!(seen.windows(2).all(|w| w[1].frames >= w[0].frames && w[1].bytes_written >= w[0].bytes_written));
+    let last = seen.last().expect("progress is reported at least at the end");
+    assert_eq!(last.frames, report.frames);
+    assert_eq!(last.percent, 100.0);
+    assert_eq!(last.eta, Some(std::time::Duration::ZERO));
+    assert!(last.bytes_written > 0 && last.bytes_written <= report.output_size);
     report
 }
 
