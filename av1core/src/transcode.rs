@@ -12,6 +12,7 @@
 //! into place; on any error the temporary file is removed.
 
 mod audio;
+pub(crate) mod check;
 mod demux;
 mod mux;
 mod video;
@@ -119,7 +120,7 @@ pub fn transcode(
     drop(file);
 
     let verify_started = Instant::now();
-    let verification = verify::verify(&temp, plan, Some(stats.frames))?;
+    let verification = verify::verify_written(&temp, plan, stats.frames, &stats.checked)?;
     let verify_elapsed = verify_started.elapsed();
     let output_size = std::fs::metadata(&temp).map_err(Error::io("reading metadata", &temp))?.len();
     std::fs::rename(&temp, output).map_err(Error::io("renaming the output into place", output))?;
@@ -159,6 +160,8 @@ impl Drop for RemoveOnDrop<'_> {
 pub(crate) struct Stats {
     pub frames: u64,
     pub damaged_packets: u64,
+    /// What the check stage decoded while the file was written.
+    pub checked: check::Checked,
 }
 
 fn run(
@@ -187,6 +190,11 @@ fn run(
     let (audio_tx, audio_rx) = crossbeam_channel::bounded(PACKET_QUEUE);
     let (frame_tx, frame_rx) = crossbeam_channel::bounded(FRAME_QUEUE);
     let (mux_tx, mux_rx) = crossbeam_channel::bounded(PACKET_QUEUE);
+    let (check_tx, check_rx) = crossbeam_channel::bounded(PACKET_QUEUE);
+    let check_params = octx
+        .stream(video_out)
+        .map(|s| s.parameters())
+        .ok_or_else(|| Error::Internal { stage: "mux", message: "no AV1 stream".into() })?;
 
     std::thread::scope(|s| {
         let stop = &stop;
@@ -219,16 +227,24 @@ fn run(
             let mux_tx = mux_tx.clone();
             s.spawn(move || audio::run(audio_tracks, audio_rx, mux_tx, input, stop))
         };
+        let check = s.spawn(move || check::run(check_params, check_rx, temp));
         drop(mux_tx);
 
-        let muxed = mux::write(octx, temp, plan, mux_rx, cancel, stop, on_progress);
+        let muxed = mux::write(octx, temp, plan, mux_rx, check_tx, cancel, stop, on_progress);
         if muxed.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
         let decoded = join(decode);
         let damaged_packets = *decoded.as_ref().unwrap_or(&0);
-        let results = [join(demux), decoded.map(|_| ()), join(encode), join(audio)];
-        pick_error(muxed, results, cancel).map(|frames| Stats { frames, damaged_packets })
+        let (checked, check_result) = match join(check) {
+            Ok(c) => (Some(c), Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        let results = [join(demux), decoded.map(|_| ()), join(encode), join(audio), check_result];
+        let frames = pick_error(muxed, results, cancel)?;
+        let checked =
+            checked.ok_or_else(|| Error::Internal { stage: "check", message: "no result".into() })?;
+        Ok(Stats { frames, damaged_packets, checked })
     })
 }
 
@@ -245,7 +261,7 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
 
 /// The error to report: cancel first, then the first real cause, never the
 /// "stopped because another stage stopped" consequences.
-fn pick_error(muxed: Result<u64>, stages: [Result<()>; 4], cancel: &AtomicBool) -> Result<u64> {
+fn pick_error(muxed: Result<u64>, stages: [Result<()>; 5], cancel: &AtomicBool) -> Result<u64> {
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }

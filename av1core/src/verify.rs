@@ -32,6 +32,27 @@ pub struct Verification {
 /// Verifies `output` against `plan`. `frames_written`, when known, must equal the
 /// number of frames that decode. Every problem found is listed in the error.
 pub fn verify(output: &Path, plan: &Plan, frames_written: Option<u64>) -> Result<Verification> {
+    check(output, plan, frames_written, |main| decode_all(output, main))
+}
+
+/// Verifies a file this library just wrote, whose video packets were decoded while it
+/// was written (`checked`): instead of decoding again, the file's packets are read back
+/// and must be exactly those that decoded (same count, same bytes by hash).
+pub(crate) fn verify_written(
+    output: &Path,
+    plan: &Plan,
+    frames_written: u64,
+    checked: &crate::transcode::check::Checked,
+) -> Result<Verification> {
+    check(output, plan, Some(frames_written), |main| compare_packets(output, main, checked))
+}
+
+fn check(
+    output: &Path,
+    plan: &Plan,
+    frames_written: Option<u64>,
+    frames: impl FnOnce(usize) -> Result<DecodeCheck>,
+) -> Result<Verification> {
     let info = probe::probe(output)
         .map_err(|e| Error::Verify { path: output.into(), problems: vec![e.to_string()] })?;
     let mut problems = Vec::new();
@@ -72,7 +93,7 @@ pub fn verify(output: &Path, plan: &Plan, frames_written: Option<u64>) -> Result
     };
     let mut decoded = DecodeCheck::default();
     if let Some(main) = info.main_video {
-        match decode_all(output, main) {
+        match frames(main) {
             Ok(d) => decoded = d,
             Err(e) => problems.push(e.to_string()),
         }
@@ -164,6 +185,44 @@ struct DecodeCheck {
 struct Side {
     mastering_display: Option<MasteringDisplay>,
     content_light: Option<ContentLight>,
+}
+
+/// Reads the video packets of the written file and compares them with those the check
+/// stage decoded.
+fn compare_packets(
+    path: &Path,
+    index: usize,
+    checked: &crate::transcode::check::Checked,
+) -> Result<DecodeCheck> {
+    let mut ictx = ff::format::input(&path).map_err(Error::ffmpeg("reopening the output", path))?;
+    let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: path.into() })?;
+    let container = libav::stream_hdr(&st);
+    let mut hash = crate::transcode::check::PacketHash::default();
+    for (s, packet) in ictx.packets() {
+        if s.index() == index {
+            hash.add(packet.data().unwrap_or(&[]));
+        }
+    }
+    if hash.packets != checked.packets || hash.finish() != checked.hash {
+        return Err(Error::Verify {
+            path: path.into(),
+            problems: vec![format!(
+                "the file holds {} video packets that differ from the {} that were decoded",
+                hash.packets, checked.packets
+            )],
+        });
+    }
+    Ok(DecodeCheck {
+        frames: checked.frames,
+        container: Side {
+            mastering_display: container.mastering_display,
+            content_light: container.content_light,
+        },
+        bitstream: Side {
+            mastering_display: checked.bitstream.mastering_display,
+            content_light: checked.bitstream.content_light,
+        },
+    })
 }
 
 /// Decodes every frame of the video stream; reads HDR metadata from the track and

@@ -206,12 +206,15 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often the cancel flag is looked at while no packet arrives.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
-/// Writes packets until every sender is done; returns the number of video frames.
+/// Writes packets until every sender is done (video packets also go to the check
+/// stage); returns the number of video frames.
+#[expect(clippy::too_many_arguments, reason = "the mux is where every stage ends")]
 pub(crate) fn write(
     mut octx: ff::format::context::Output,
     temp: &Path,
     plan: &Plan,
     rx: Receiver<Outgoing>,
+    check: crossbeam_channel::Sender<ff::Packet>,
     cancel: &AtomicBool,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(&Progress),
@@ -243,6 +246,10 @@ pub(crate) fn write(
             }
         }
         bytes += packet.size() as u64;
+        if is_video && check.send(packet.clone()).is_err() {
+            // The check stage failed; its error is the one reported.
+            return Err(super::stopped("mux"));
+        }
         packet.set_stream(stream);
         packet.set_position(-1);
         packet.rescale_ts(time_base, out_tbs[stream]);

@@ -210,7 +210,12 @@ fn encode_all(
         if p.data().is_empty() {
             return true;
         }
-        let mut packet = ff::Packet::copy(p.data());
+        // Stored without temporal delimiters (as Matroska does anyway), so the bytes the
+        // check stage hashes are the bytes in the file.
+        let mut packet = match super::check::strip_temporal_delimiters(p.data()) {
+            Some(stripped) => ff::Packet::copy(&stripped),
+            None => ff::Packet::copy(p.data()),
+        };
         packet.set_pts(Some(p.pts()));
         packet.set_dts(Some(p.pts()));
         packet.set_duration(step);
