@@ -272,3 +272,50 @@ fn decode_all(path: &Path, index: usize) -> Result<DecodeCheck> {
     receive(&mut decoder, &mut check)?;
     Ok(check)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcode::check::{Checked, PacketHash};
+
+    /// The packet comparison that replaces a second decode must catch any difference
+    /// between what was decoded and what is in the file.
+    #[test]
+    fn written_file_must_hold_exactly_the_packets_that_decoded() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("in.mkv");
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-nostdin", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1"])
+            .args(["-c:v", "libx264"])
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let info = crate::probe(&src).unwrap();
+        let plan = match crate::plan(&info, &crate::Settings { preset: 12, ..Default::default() }).unwrap() {
+            crate::Decision::Encode(p) => *p,
+            d => panic!("{d:?}"),
+        };
+        let out = d.path().join("out.mkv");
+        crate::transcode(&src, &out, &plan, &std::sync::atomic::AtomicBool::new(false), |_| {}).unwrap();
+
+        // The true record of the file's packets passes...
+        let mut ictx = ff::format::input(&out).unwrap();
+        let mut hash = PacketHash::default();
+        for (_, p) in ictx.packets() {
+            hash.add(p.data().unwrap_or(&[]));
+        }
+        let good = Checked { packets: hash.packets, hash: hash.finish(), frames: 24, ..Default::default() };
+        assert!(verify_written(&out, &plan, 24, &good).is_ok());
+        // ...one packet more, or other bytes, do not.
+        for bad in [
+            Checked { packets: good.packets + 1, ..good.clone() },
+            Checked { hash: good.hash ^ 1, ..good.clone() },
+        ] {
+            let err = verify_written(&out, &plan, 24, &bad).unwrap_err();
+            assert!(err.to_string().contains("differ"), "{err}");
+        }
+        // Frames decoded must equal frames written.
+        assert!(verify_written(&out, &plan, 25, &good).is_err());
+    }
+}

@@ -350,3 +350,47 @@ fn mpeg2_ts_with_ac3_51_side_and_avi_mpeg4_mp3() {
         assert_eq!(decoded_frames(&output), 50);
     }
 }
+
+#[test]
+fn verification_refuses_a_damaged_or_foreign_result() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=24:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=2",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "in.mkv",
+        ],
+    );
+    let input = dir.join("in.mkv");
+    let output = dir.join("out.mkv");
+    transcode(&input, &output, &fast());
+    let plan = plan_for(&input, &fast());
+    assert!(av1core::verify(&output, &plan, None).is_ok(), "the real result passes");
+
+    // Cut short: the duration and frame count no longer match.
+    let bytes = std::fs::read(&output).unwrap();
+    let cut = dir.join("cut.mkv");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let err = av1core::verify(&cut, &plan, Some(48)).unwrap_err();
+    assert!(matches!(err, av1core::Error::Verify { .. }), "{err}");
+
+    // Another file's result (a different source, so other streams and duration).
+    ffmpeg(dir, &["-f", "lavfi", "-i", "testsrc2=s=320x240:r=24:d=4", "-c:v", "libx264", "other.mkv"]);
+    let other_out = dir.join("other-out.mkv");
+    transcode(&dir.join("other.mkv"), &other_out, &fast());
+    let err = av1core::verify(&other_out, &plan, None).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("duration") && text.contains("audio"), "{text}");
+}
