@@ -28,6 +28,8 @@ pub(crate) struct AudioTrack {
     /// Samples fed to the encoder, padding excluded.
     samples_in: u64,
     damaged: u64,
+    /// The source, for error messages.
+    path: std::path::PathBuf,
 }
 
 /// Damaged audio packets tolerated per track (dropped, as players do).
@@ -62,6 +64,7 @@ impl AudioTrack {
             next_pts: None,
             samples_in: 0,
             damaged: 0,
+            path: input.to_path_buf(),
         })
     }
 
@@ -155,7 +158,7 @@ impl AudioTrack {
         if let Some(end) = discard_end.filter(|e| *e > 0) {
             libav::set_skip_samples_at_end(&mut packet, end).map_err(|source| Error::Ffmpeg {
                 op: "marking audio padding",
-                path: Default::default(),
+                path: self.path.clone(),
                 source,
             })?;
         }
