@@ -1,16 +1,22 @@
-//! `av1-worker`: for now, `av1-worker transcode INPUT -o OUTPUT` transcodes one file
-//! with av1core and shows its progress (a bar on a terminal, log lines otherwise).
+//! `av1-worker`: transcodes video to AV1 (SVT-AV1) + Opus in Matroska.
+//!
+//! - `av1-worker transcode INPUT -o OUTPUT`: one file, no replacement.
+//! - `av1-worker transcode DIR|FILE ...` (or `MEDIA_DIRS`): the standalone library
+//!   mode — scan, queue (SQLite), transcode, verify, replace, summarise; re-running
+//!   resumes where it stopped.
+//! - `av1-worker probe INPUT`: what the probe finds, as JSON.
+
+mod library;
+mod progress;
+mod signals;
+mod single;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
-use av1core::{Decision, Progress, Settings};
+use anyhow::Context as _;
+use av1core::Settings;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(version = version(), about = "Transcode video to AV1 (SVT-AV1) + Opus in Matroska")]
@@ -21,18 +27,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Transcode one file and verify the result.
-    Transcode(TranscodeArgs),
+    /// Transcode one file (with -o), or whole libraries: scan, queue, transcode, verify, replace.
+    Transcode(Box<TranscodeArgs>),
     /// Print what the probe finds in a file, as JSON.
     Probe { input: PathBuf },
 }
 
 #[derive(clap::Args)]
 struct TranscodeArgs {
-    input: PathBuf,
-    /// Output file (Matroska). Written under a temporary name, verified, then renamed.
+    /// Directories or files. With -o, exactly one input file.
+    #[arg(env = "MEDIA_DIRS", value_delimiter = ',', required = true)]
+    paths: Vec<PathBuf>,
+    /// Output file (Matroska) for a single-file transcode; without it, the paths are
+    /// libraries whose files are replaced by their verified results.
     #[arg(short, long)]
-    output: PathBuf,
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[command(flatten)]
+    library: library::LibraryArgs,
+    /// Print the report (single file) or the summary (library) as one JSON line on
+    /// standard output when done.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Encoder and planning settings, shared by both modes.
+#[derive(clap::Args)]
+struct EncoderArgs {
     /// SVT-AV1 preset, 0 (slowest) to 13 (fastest).
     #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
     preset: i8,
@@ -63,12 +85,33 @@ struct TranscodeArgs {
     /// Opus bit-rate table (audio_codec_lookup.json) overriding the built-in one.
     #[arg(long, env = "AUDIO_LOOKUP")]
     audio_table: Option<PathBuf>,
-    /// Print the report as one JSON line on standard output when done.
-    #[arg(long)]
-    json: bool,
     /// Extra SVT-AV1 parameter, KEY=VALUE (repeatable).
     #[arg(long = "svt", value_parser = parse_kv)]
     svt_params: Vec<(String, String)>,
+}
+
+impl EncoderArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let tables = av1core::plan::Tables::with_overrides(
+            self.quality_table.as_deref(),
+            self.audio_table.as_deref(),
+        )?;
+        let settings = Settings {
+            preset: self.preset,
+            crf: self.crf,
+            keyint_seconds: self.keyint,
+            threads: self.threads,
+            film_grain: self.film_grain,
+            copy_audio: self.copy_audio,
+            dynamic_hdr_base_layer: self.dynamic_hdr_base_layer,
+            reencode_av1: self.reencode_av1,
+            svt_params: self.svt_params.clone(),
+            tables,
+            ..Settings::default()
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -99,7 +142,10 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Transcode(args) => transcode(args),
+        Command::Transcode(args) => match &args.output {
+            Some(output) => single::transcode(&args, output),
+            None => library::run(&args),
+        },
         Command::Probe { input } => {
             av1core::probe(&input).with_context(|| format!("probing {}", input.display())).and_then(|info| {
                 println!("{}", serde_json::to_string_pretty(&info)?);
@@ -114,138 +160,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// Exit code for a file skipped on purpose (dynamic HDR, already AV1): not a failure.
-const EXIT_SKIPPED: u8 = 3;
-
-fn transcode(args: TranscodeArgs) -> anyhow::Result<std::process::ExitCode> {
-    let tables =
-        av1core::plan::Tables::with_overrides(args.quality_table.as_deref(), args.audio_table.as_deref())?;
-    let settings = Settings {
-        preset: args.preset,
-        crf: args.crf,
-        keyint_seconds: args.keyint,
-        threads: args.threads,
-        film_grain: args.film_grain,
-        copy_audio: args.copy_audio,
-        dynamic_hdr_base_layer: args.dynamic_hdr_base_layer,
-        reencode_av1: args.reencode_av1,
-        svt_params: args.svt_params,
-        tables,
-        ..Settings::default()
-    };
-    let input = &args.input;
-    let info = av1core::probe(input).with_context(|| format!("probing {}", input.display()))?;
-    let plan =
-        match av1core::plan(&info, &settings).with_context(|| format!("planning {}", input.display()))? {
-            Decision::Encode(plan) => *plan,
-            Decision::Skip { reason, detail } => {
-                eprintln!("skipped {}: {} ({detail})", input.display(), reason.as_str());
-                return Ok(std::process::ExitCode::from(EXIT_SKIPPED));
-            }
-        };
-    tracing::info!(
-        input = %input.display(),
-        video = format!("{}x{} {} {} -> AV1 {}-bit crf {} preset {}", plan.video.width, plan.video.height,
-            info.video().map_or("", |(s, _)| s.codec.as_str()), plan.video.hdr, plan.video.bit_depth,
-            plan.video.crf, plan.video.preset),
-        audio = plan.audio_summary(),
-        "transcoding"
-    );
-    if args.output.exists() {
-        bail!("{} exists already; not overwriting it", args.output.display());
-    }
-
-    let cancel = Arc::new(AtomicBool::new(false));
-    install_ctrl_c(cancel.clone());
-    let mut draw = Drawer::new(plan.frames);
-    let report = av1core::transcode(input, &args.output, &plan, &cancel, |p| draw.update(p));
-    draw.finish();
-    let report = report.with_context(|| format!("transcoding {}", input.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    let saved = 100.0 * (1.0 - report.output_size as f64 / report.input_size.max(1) as f64);
-    eprintln!(
-        "done: {} frames in {:.1} s ({:.2} fps), {} -> {} bytes ({saved:.1}% smaller), verified: {:.2} s, {} audio, {} subtitles, {} attachments, {} chapters, {}",
-        report.frames,
-        report.elapsed.as_secs_f64(),
-        report.fps,
-        report.input_size,
-        report.output_size,
-        report.verification.duration,
-        report.verification.audio,
-        report.verification.subtitles,
-        report.verification.attachments,
-        report.verification.chapters,
-        report.verification.hdr,
-    );
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// Ctrl-C or SIGTERM raises the cancel flag: the transcode stops within a second and
-/// removes its temporary file. A second one exits at once (the temporary file is
-/// hidden and recognisable, and nothing else was touched).
-fn install_ctrl_c(cancel: Arc<AtomicBool>) {
-    let result = ctrlc::set_handler(move || {
-        if cancel.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping: removing the partial output (press Ctrl-C again to quit at once)");
-    });
-    if let Err(e) = result {
-        tracing::warn!("no Ctrl-C handler: {e}");
-    }
-}
-
-/// Progress on a terminal as a bar, otherwise as a log line every 10 seconds.
-struct Drawer {
-    bar: Option<ProgressBar>,
-    last_log: Instant,
-}
-
-impl Drawer {
-    fn new(total: u64) -> Drawer {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(total.max(1));
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames  {msg}",
-                )
-                .expect("static template"),
-            );
-            b
-        });
-        Drawer { bar, last_log: Instant::now() }
-    }
-
-    fn update(&mut self, p: &Progress) {
-        let eta = p.eta.map(|d| format!("ETA {}", fmt_duration(d))).unwrap_or_default();
-        let size = p.projected_size.map(|s| format!("~{:.1} MB", s as f64 / 1e6)).unwrap_or_default();
-        let msg = format!("{:.1}% {:.2} fps {eta} {size}", p.percent, p.fps);
-        match &self.bar {
-            Some(b) => {
-                b.set_length(p.total_frames.max(1));
-                b.set_position(p.frames);
-                b.set_message(msg);
-            }
-            None if self.last_log.elapsed() >= Duration::from_secs(10) => {
-                self.last_log = Instant::now();
-                tracing::info!(frames = p.frames, total = p.total_frames, "{msg}");
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

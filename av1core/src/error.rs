@@ -60,6 +60,22 @@ pub enum Error {
     /// The cancel flag was raised.
     #[error("cancelled")]
     Cancelled,
+    /// The queue database refused an operation.
+    #[error("queue database: {op} failed")]
+    Database {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The result's name is taken by a file that is not the original: never overwritten.
+    #[error("{} exists and is not the original {}: not overwriting it", target.display(), source_file.display())]
+    NameClash { target: PathBuf, source_file: PathBuf },
+    /// Not enough free space to start or finish a job.
+    #[error("not enough free space in {}: {needed} bytes needed, {available} available", path.display())]
+    NoSpace { path: PathBuf, needed: u64, available: u64 },
+    /// The source changed or disappeared while it was being worked on.
+    #[error("{} changed or disappeared during the job: {what}", path.display())]
+    SourceChanged { path: PathBuf, what: String },
 }
 
 impl Error {
@@ -70,10 +86,30 @@ impl Error {
         move |source| Error::Ffmpeg { op, path: path.to_path_buf(), source }
     }
 
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+        move |source| Error::Database { op, source }
+    }
+
     pub(crate) fn io<'a>(
         op: &'static str,
         path: &'a std::path::Path,
     ) -> impl FnOnce(std::io::Error) -> Error + 'a {
         move |source| Error::Io { op, path: path.to_path_buf(), source }
     }
+}
+
+/// The whole chain of an error on one line (`outer: cause: root cause`): what the
+/// queue stores for a failed file.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
 }

@@ -4,11 +4,14 @@
 //! muxes Matroska. The library never prints; progress goes out through a callback.
 //!
 //! The pipeline, in the order a file goes through it:
-//! [`probe`] → [`plan`] → [`transcode`] (demux, decode, [`encode`], mux) → [`verify`].
+//! [`probe`] → [`plan`] → [`transcode`] (demux, decode, [`encode`], mux) → [`verify`];
+//! for a whole library, [`library`]: scan → queue → job → replace.
 
 pub mod encode;
 pub mod error;
 pub mod libav;
+pub mod library;
+pub mod os;
 pub mod plan;
 pub mod probe;
 pub mod transcode;

@@ -1,0 +1,312 @@
+//! One job, from a claimed queue file to its recorded outcome: probe and plan again
+//! (the file may have changed since the scan), check names and free space, transcode
+//! to a hidden file in the target directory (or in the temp dir), stop early when the
+//! result cannot be worth it, apply the savings rule, and replace.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use super::names;
+use super::queue::{Job, Outcome, Queue};
+use super::replace::{self, EncodeFacts};
+use crate::error::{chain, Error, Result};
+use crate::os::{self, Stamp};
+use crate::plan::{Decision, Settings, SkipReason};
+use crate::transcode::Progress;
+
+/// Everything a job needs besides the file.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub settings: Settings,
+    /// A result replaces the original only when at least this much smaller (percent).
+    pub min_savings_percent: f64,
+    pub replace: replace::Options,
+    /// Encode here (a fast local disk) and copy the result beside the original after;
+    /// `None` encodes beside the original directly.
+    pub temp_dir: Option<PathBuf>,
+    /// Percent of the frames after which a projected size over the limit stops the encode.
+    pub early_stop_after_percent: f64,
+    /// How far over the limit the projection must be to stop (1.10 = 10 % over).
+    pub early_stop_margin: f64,
+}
+
+impl Default for JobSettings {
+    fn default() -> JobSettings {
+        JobSettings {
+            settings: Settings::default(),
+            min_savings_percent: 5.0,
+            replace: replace::Options::default(),
+            temp_dir: None,
+            early_stop_after_percent: 20.0,
+            early_stop_margin: 1.10,
+        }
+    }
+}
+
+impl JobSettings {
+    /// The largest result (bytes) that replaces an original of `size` bytes.
+    pub fn size_limit(&self, size: u64) -> u64 {
+        (size as f64 * (1.0 - self.min_savings_percent / 100.0)).floor() as u64
+    }
+}
+
+/// Why a job is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stop {
+    /// The program is shutting down: the file goes back to `pending`.
+    Shutdown = 1,
+    /// A person cancelled it: `cancelled`.
+    Cancel = 2,
+}
+
+/// A stop request shared between a job and whoever controls it (signal handler, API).
+#[derive(Debug, Default)]
+pub struct Control(AtomicU8);
+
+impl Control {
+    pub const fn new() -> Control {
+        Control(AtomicU8::new(0))
+    }
+
+    /// Asks the running job to stop; the first reason given wins.
+    pub fn request(&self, stop: Stop) {
+        let _ = self.0.compare_exchange(0, stop as u8, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> Option<Stop> {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Some(Stop::Shutdown),
+            2 => Some(Stop::Cancel),
+            _ => None,
+        }
+    }
+
+    /// Clears a `Cancel` (it concerned one job); a shutdown stays.
+    pub fn clear_cancel(&self) {
+        let _ = self.0.compare_exchange(Stop::Cancel as u8, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// What a job reports while it works.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase<'a> {
+    Probing,
+    Encoding(&'a Progress),
+    Replacing,
+}
+
+/// Works on `job` and records its outcome in `queue`. Errors only when the queue
+/// itself fails; everything about the file ends in the returned outcome.
+pub fn run(
+    queue: &mut Queue,
+    job: &Job,
+    cfg: &JobSettings,
+    control: &Control,
+    mut on_phase: impl FnMut(Phase<'_>),
+) -> Result<Outcome> {
+    on_phase(Phase::Probing);
+    let outcome = match work(queue, job, cfg, control, &mut on_phase) {
+        Ok(o) => o,
+        Err(Error::Cancelled) => match control.requested() {
+            Some(Stop::Cancel) => Outcome::Cancelled { detail: "cancelled".into() },
+            _ => Outcome::Requeued { detail: "interrupted; will start again".into() },
+        },
+        Err(e @ Error::Database { .. }) => return Err(e),
+        // Not the file's fault: it waits for another turn (the caller skips it for the
+        // rest of the run).
+        Err(e @ Error::NoSpace { .. }) => Outcome::Requeued { detail: chain(&e) },
+        Err(e @ Error::SourceChanged { .. }) if job.path.exists() => Outcome::Requeued { detail: chain(&e) },
+        Err(e) => Outcome::Failed { error: chain(&e) },
+    };
+    if !matches!(outcome, Outcome::Done(_)) {
+        queue.finish(job, &outcome)?;
+    }
+    Ok(outcome)
+}
+
+fn work(
+    queue: &mut Queue,
+    job: &Job,
+    cfg: &JobSettings,
+    control: &Control,
+    on_phase: &mut dyn FnMut(Phase<'_>),
+) -> Result<Outcome> {
+    let source = job.path.as_path();
+    let before = Stamp::of(source)
+        .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("it is gone ({e})") })?;
+    let info = crate::probe(source)?;
+    let plan = match crate::plan(&info, &cfg.settings)? {
+        Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
+        Decision::Encode(plan) => *plan,
+    };
+    let target = names::target_for(source);
+    if target != source && std::fs::symlink_metadata(&target).is_ok() {
+        return Err(Error::NameClash { target, source_file: source.into() });
+    }
+    let staged = names::staged_for(&target);
+    let library_dir = os::parent(source);
+    // The result is kept only when smaller than the limit; the encode stops early
+    // when it heads past it, so that is the most it may need.
+    let needed = cfg.size_limit(before.size) + SPACE_MARGIN;
+    check_space(library_dir, needed)?;
+    let encoded = match &cfg.temp_dir {
+        Some(dir) => {
+            check_space(dir, needed)?;
+            let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            dir.join(format!(".{}-{name}{}", job.file_id, names::STAGED_SUFFIX))
+        }
+        None => staged.clone(),
+    };
+    let _cleanup = RemoveOnDrop(vec![encoded.clone(), staged.clone()]);
+
+    // The transcode watches one flag; it is raised by a stop request or by the
+    // early savings check, both looked at on every progress report.
+    let stop = AtomicBool::new(control.requested().is_some());
+    let limit = cfg.size_limit(before.size);
+    let mut early = None;
+    let report = crate::transcode(source, &encoded, &plan, &stop, |p| {
+        on_phase(Phase::Encoding(p));
+        if control.requested().is_some() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        if let Some(projected) = p.projected_size {
+            // Near the end the exact size is as close as a projection: let it finish.
+            if p.percent >= cfg.early_stop_after_percent
+                && p.percent < 90.0
+                && projected as f64 > limit as f64 * cfg.early_stop_margin
+                && early.is_none()
+            {
+                early = Some((p.percent, projected));
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    let report = match report {
+        Err(Error::Cancelled) if control.requested().is_none() => {
+            let (percent, projected) = early.unwrap_or_default();
+            return Ok(Outcome::Skipped {
+                reason: SkipReason::NotWorthIt,
+                detail: format!(
+                    "stopped at {percent:.0}%: projected {projected} bytes, over the {limit} bytes a {}% saving allows",
+                    cfg.min_savings_percent
+                ),
+            });
+        }
+        other => other?,
+    };
+    if Stamp::of(source).ok().map(|s| (s.size, s.mtime_ns)) != Some((before.size, before.mtime_ns)) {
+        return Err(Error::SourceChanged {
+            path: source.into(),
+            what: "it was modified while encoding".into(),
+        });
+    }
+    if report.output_size > limit {
+        let saved = 100.0 * (1.0 - report.output_size as f64 / before.size.max(1) as f64);
+        return Ok(Outcome::Skipped {
+            reason: SkipReason::NotWorthIt,
+            detail: format!(
+                "the result ({} bytes) is {saved:.1}% smaller, less than the {}% required",
+                report.output_size, cfg.min_savings_percent
+            ),
+        });
+    }
+    if encoded != staged {
+        copy_synced(&encoded, &staged)?;
+        let _ = std::fs::remove_file(&encoded);
+    }
+    on_phase(Phase::Replacing);
+    let facts = EncodeFacts {
+        encoder: report.encoder.clone(),
+        fps: report.fps,
+        elapsed: report.elapsed.as_secs_f64(),
+    };
+    match replace::replace(queue, job.file_id, source, &staged, &facts, &cfg.replace) {
+        Ok(done) => Ok(Outcome::Done(done)),
+        Err(e @ (Error::NameClash { .. } | Error::SourceChanged { .. } | Error::Database { .. })) => Err(e),
+        Err(e) => {
+            // Part-way: let recovery finish it or undo it, and report what it did.
+            let recovered = replace::recover(queue)?;
+            match recovered.into_iter().next() {
+                Some(replace::Recovered::Finished(done)) => Ok(Outcome::Done(done)),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+/// Room left over on top of the result's size (Matroska index, file-system slack).
+const SPACE_MARGIN: u64 = 64 << 20;
+
+fn check_space(dir: &Path, needed: u64) -> Result<()> {
+    let available = os::free_space(dir)?;
+    if available < needed {
+        return Err(Error::NoSpace { path: dir.into(), needed, available });
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` (another file system), syncs it, and checks the copy reads
+/// back with the same BLAKE3 hash.
+fn copy_synced(from: &Path, to: &Path) -> Result<()> {
+    use std::io::Write;
+    let hash_file = |p: &Path| -> Result<blake3::Hash> {
+        let mut h = blake3::Hasher::new();
+        h.update_reader(std::fs::File::open(p).map_err(Error::io("opening", p))?)
+            .map_err(Error::io("reading", p))?;
+        Ok(h.finalize())
+    };
+    let mut src = std::fs::File::open(from).map_err(Error::io("opening the result", from))?;
+    let mut dst = std::fs::File::create(to).map_err(Error::io("creating", to))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut src, &mut buf).map_err(Error::io("reading the result", from))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(Error::io("writing the result", to))?;
+    }
+    dst.sync_all().map_err(Error::io("syncing the result", to))?;
+    drop(dst);
+    if hash_file(to)? != hasher.finalize() {
+        return Err(Error::Io {
+            op: "copying the result (read back differs)",
+            path: to.into(),
+            source: std::io::Error::other("hash mismatch"),
+        });
+    }
+    Ok(())
+}
+
+/// Removes our files of a job that did not complete (missing ones are fine).
+struct RemoveOnDrop(Vec<PathBuf>);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Removes our temporary files (see [`names::is_ours`]) from `dir`, not recursing;
+/// returns how many. Never touches anything else, so `dir` may be shared.
+pub fn clean_temp_dir(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("listing the temp dir", dir)(e)),
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if names::is_ours(&p)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(&p).is_ok()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,391 @@
+//! Crash-safe replacement of an original by its verified result, in one function.
+//!
+//! ```text
+//! result verified at .Movie.mkv.av1-verified (same directory, fsynced, owner/mode of the original)
+//!   ─▶ record the replacement in the queue (durable)                 pause point replace:recorded
+//!   ─▶ testing mode: hard link Movie.mp4 → Movie.mp4.bak (never over an existing backup)
+//!                                                                      pause point replace:backup
+//!   ─▶ rename .Movie.mkv.av1-verified → Movie.mkv (never over a file that is not the original)
+//!   ─▶ fsync the directory                                             pause point replace:renamed
+//!   ─▶ Movie.mp4 ≠ Movie.mkv: remove Movie.mp4, fsync                  pause point replace:source-removed
+//!   ─▶ one transaction: the file is done under its new name, the record goes
+//! ```
+//!
+//! A crash anywhere leaves the original or the verified result in place, never neither,
+//! and the record says which: at start-up [`recover`] finishes every recorded
+//! replacement whose result is intact and undoes the others.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::Path;
+
+use super::names;
+use super::queue::{Done, Outcome, PendingReplacement, Queue};
+use crate::error::{Error, Result};
+use crate::os::{self, Stamp};
+
+/// How results replace originals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the original as `<name>.bak` (`TESTING_MODE`).
+    pub testing_mode: bool,
+    /// Owner and group for results (`PUID`/`PGID`) instead of the original's.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// What the encode says about the result, stored with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodeFacts {
+    pub encoder: String,
+    pub fps: f64,
+    /// Seconds.
+    pub elapsed: f64,
+}
+
+/// Puts the verified result `staged` (in the same directory, named by
+/// [`names::staged_for`]) in place of `source`, for the running queue file `file_id`,
+/// and records it done. On error the original is untouched (or, past the rename,
+/// the result is in place and the record lets [`recover`] finish).
+pub fn replace(
+    queue: &mut Queue,
+    file_id: i64,
+    source: &Path,
+    staged: &Path,
+    facts: &EncodeFacts,
+    opts: &Options,
+) -> Result<Done> {
+    let target = names::target_for(source);
+    let source_meta = std::fs::metadata(source)
+        .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("cannot read it: {e}") })?;
+    if target != source && std::fs::symlink_metadata(&target).is_ok() {
+        return Err(Error::NameClash { target, source_file: source.into() });
+    }
+    let file = File::open(staged).map_err(Error::io("opening the result", staged))?;
+    if let Err(e) = os::copy_ownership(&file, &source_meta, opts.owner) {
+        tracing::warn!(file = %target.display(), "could not give the result the original's owner: {e}");
+    }
+    file.sync_all().map_err(Error::io("syncing the result", staged))?;
+    let staged_meta = file.metadata().map_err(Error::io("reading metadata", staged))?;
+    drop(file);
+    os::sync_dir(os::parent(staged))?;
+
+    let source_stamp = Stamp::from_metadata(&source_meta);
+    let staged_stamp = Stamp::from_metadata(&staged_meta);
+    let backup = opts.testing_mode.then(|| names::backup_for(source));
+    let rec = PendingReplacement {
+        file_id,
+        source: source.into(),
+        source_size: source_stamp.size,
+        source_mtime_ns: source_stamp.mtime_ns,
+        source_ino: source_stamp.ino,
+        staged: staged.into(),
+        staged_size: staged_stamp.size,
+        staged_ino: staged_stamp.ino,
+        target: target.clone(),
+        backup: backup.clone(),
+        done: Done {
+            path: target,
+            size: staged_stamp.size,
+            mtime_ns: staged_stamp.mtime_ns,
+            original_path: source.into(),
+            original_size: source_stamp.size,
+            encoder: facts.encoder.clone(),
+            fps: facts.fps,
+            elapsed: facts.elapsed,
+            backup,
+        },
+    };
+    queue.begin_replacement(&rec)?;
+    super::pause_point("replace:recorded");
+    match put_in_place(queue, &rec) {
+        Err(e @ Error::NameClash { .. }) => {
+            // Nothing was renamed: undo, keep the original.
+            let _ = std::fs::remove_file(staged);
+            queue.abandon_replacement(file_id, &Outcome::Failed { error: e.to_string() })?;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+/// The steps after the record, each one skipped when a previous run already did it.
+fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
+    let dir = os::parent(&rec.target);
+    if let Some(backup) = &rec.backup {
+        // An existing backup is the true original (an earlier encode's): kept as it is.
+        if std::fs::symlink_metadata(backup).is_err() && rec.source.exists() {
+            match std::fs::hard_link(&rec.source, backup) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                // File systems without hard links: move the original instead.
+                Err(_) => os::rename_no_replace(&rec.source, backup)
+                    .map_err(Error::io("moving the original to its backup", backup))?,
+            }
+            os::sync_dir(dir)?;
+        }
+        super::pause_point("replace:backup");
+    }
+    if rec.staged.exists() {
+        let renamed = if rec.target == rec.source {
+            std::fs::rename(&rec.staged, &rec.target)
+        } else {
+            os::rename_no_replace(&rec.staged, &rec.target)
+        };
+        match renamed {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(Error::NameClash { target: rec.target.clone(), source_file: rec.source.clone() })
+            }
+            Err(e) => return Err(Error::io("renaming the result into place", &rec.target)(e)),
+        }
+        os::sync_dir(dir)?;
+        super::pause_point("replace:renamed");
+    }
+    if rec.target != rec.source && rec.source.exists() {
+        std::fs::remove_file(&rec.source).map_err(Error::io("removing the original", &rec.source))?;
+        os::sync_dir(dir)?;
+        super::pause_point("replace:source-removed");
+    }
+    queue.complete_replacement(rec.file_id, &rec.done)?;
+    Ok(rec.done.clone())
+}
+
+/// What start-up did with one interrupted replacement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovered {
+    /// The verified result is in place.
+    Finished(Done),
+    /// Undone: the original stays, the file is queued again or failed.
+    RolledBack { source: std::path::PathBuf, why: String },
+}
+
+/// Finishes or undoes every replacement a crash interrupted. Call before anything
+/// else touches the library.
+pub fn recover(queue: &mut Queue) -> Result<Vec<Recovered>> {
+    let mut out = Vec::new();
+    for rec in queue.pending_replacements()? {
+        let stamp = |p: &Path| Stamp::of(p).ok();
+        let staged_intact =
+            stamp(&rec.staged).is_some_and(|s| s.size == rec.staged_size && s.ino == rec.staged_ino);
+        let result_in_place = stamp(&rec.target).is_some_and(|s| s.ino == rec.staged_ino);
+        let original_intact =
+            stamp(&rec.source).is_some_and(|s| {
+                s.size == rec.source_size && s.mtime_ns == rec.source_mtime_ns && s.ino == rec.source_ino
+            }) || rec.backup.as_deref().and_then(stamp).is_some_and(|s| s.ino == rec.source_ino);
+
+        if result_in_place || (staged_intact && original_intact) {
+            match put_in_place(queue, &rec) {
+                Ok(done) => out.push(Recovered::Finished(done)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&rec.staged);
+                    let why = format!("could not finish an interrupted replacement: {e}");
+                    queue.abandon_replacement(rec.file_id, &Outcome::Failed { error: why.clone() })?;
+                    out.push(Recovered::RolledBack { source: rec.source.clone(), why });
+                }
+            }
+            continue;
+        }
+        let _ = std::fs::remove_file(&rec.staged);
+        let (why, outcome) = if !staged_intact {
+            let why =
+                "the verified result disappeared before it was put in place; original untouched".to_owned();
+            (why.clone(), Outcome::Failed { error: why })
+        } else {
+            let why = "the original changed during its replacement; queued again".to_owned();
+            (why.clone(), Outcome::Requeued { detail: why })
+        };
+        queue.abandon_replacement(rec.file_id, &outcome)?;
+        out.push(Recovered::RolledBack { source: rec.source.clone(), why });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::queue::{Examined, FileOrder, Status, Summary, Verdict};
+    use std::path::PathBuf;
+
+    struct Lib {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        queue: Queue,
+    }
+
+    fn lib() -> Lib {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        std::fs::create_dir(&root).unwrap();
+        let queue = Queue::open(&dir.path().join("q.sqlite")).unwrap();
+        Lib { _dir: dir, root, queue }
+    }
+
+    /// Queues `name` with `content`, claims it, and stages `result` for it.
+    fn staged(l: &mut Lib, name: &str, content: &[u8], result: &[u8]) -> (i64, PathBuf, PathBuf) {
+        let source = l.root.join(name);
+        std::fs::write(&source, content).unwrap();
+        let st = Stamp::of(&source).unwrap();
+        l.queue
+            .upsert(&Examined {
+                path: source.clone(),
+                root: l.root.clone(),
+                size: st.size,
+                mtime_ns: st.mtime_ns,
+                summary: Summary::default(),
+                verdict: Verdict::Encode,
+            })
+            .unwrap();
+        let job = l.queue.claim_next("t", FileOrder::Oldest, &[], &[]).unwrap().unwrap();
+        let staged = names::staged_for(&names::target_for(&source));
+        std::fs::write(&staged, result).unwrap();
+        (job.file_id, source, staged)
+    }
+
+    fn facts() -> EncodeFacts {
+        EncodeFacts { encoder: "test".into(), fps: 1.0, elapsed: 1.0 }
+    }
+
+    #[test]
+    fn same_name_in_testing_mode_keeps_the_first_backup() {
+        let mut l = lib();
+        let (id, source, staged) = staged(&mut l, "Movie.mkv", b"original", b"result");
+        let opts = Options { testing_mode: true, owner: None };
+        let done = replace(&mut l.queue, id, &source, &staged, &facts(), &opts).unwrap();
+        assert_eq!(done.path, source);
+        assert_eq!(std::fs::read(&source).unwrap(), b"result");
+        assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"original");
+        assert!(!staged.exists());
+
+        // Re-encoding the result: the backup still holds the true original.
+        l.queue.requeue(Status::Done, &[]).unwrap();
+        let job = l.queue.claim_next("t", FileOrder::Oldest, &[], &[]).unwrap().unwrap();
+        std::fs::write(&staged, b"second").unwrap();
+        replace(&mut l.queue, job.file_id, &source, &staged, &facts(), &opts).unwrap();
+        assert_eq!(std::fs::read(&source).unwrap(), b"second");
+        assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"original");
+    }
+
+    #[test]
+    fn new_name_removes_the_original_after_the_rename() {
+        let mut l = lib();
+        let (id, source, staged) = staged(&mut l, "Movie.mp4", b"original", b"result");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let done = replace(&mut l.queue, id, &source, &staged, &facts(), &Options::default()).unwrap();
+        let target = l.root.join("Movie.mkv");
+        assert_eq!(done.path, target);
+        assert!(!source.exists());
+        assert_eq!(std::fs::read(&target).unwrap(), b"result");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+        let row = &l.queue.list(None).unwrap()[0];
+        assert_eq!((row.status, row.path.clone()), (Status::Done, target));
+        assert_eq!(row.original_path.as_deref(), Some(source.as_path()));
+    }
+
+    #[test]
+    fn a_name_clash_is_an_error_and_overwrites_nothing() {
+        let mut l = lib();
+        let (id, source, staged) = staged(&mut l, "Movie.mp4", b"original", b"result");
+        std::fs::write(l.root.join("Movie.mkv"), b"someone else's").unwrap();
+        let e = replace(&mut l.queue, id, &source, &staged, &facts(), &Options::default()).unwrap_err();
+        assert!(matches!(e, Error::NameClash { .. }), "{e}");
+        assert_eq!(std::fs::read(l.root.join("Movie.mkv")).unwrap(), b"someone else's");
+        assert_eq!(std::fs::read(&source).unwrap(), b"original");
+        let _ = std::fs::remove_file(&staged);
+    }
+
+    #[test]
+    fn recovery_finishes_what_a_crash_interrupted() {
+        // Simulates a crash after each step by replaying the steps by hand.
+        for step in 0..4 {
+            let mut l = lib();
+            let (id, source, staged) = staged(&mut l, "Movie.mp4", b"original", b"result");
+            let target = l.root.join("Movie.mkv");
+            let backup = names::backup_for(&source);
+            let s = Stamp::of(&source).unwrap();
+            let r = Stamp::of(&staged).unwrap();
+            let done = Done {
+                path: target.clone(),
+                size: r.size,
+                mtime_ns: r.mtime_ns,
+                original_path: source.clone(),
+                original_size: s.size,
+                encoder: "t".into(),
+                fps: 1.0,
+                elapsed: 1.0,
+                backup: Some(backup.clone()),
+            };
+            l.queue
+                .begin_replacement(&PendingReplacement {
+                    file_id: id,
+                    source: source.clone(),
+                    source_size: s.size,
+                    source_mtime_ns: s.mtime_ns,
+                    source_ino: s.ino,
+                    staged: staged.clone(),
+                    staged_size: r.size,
+                    staged_ino: r.ino,
+                    target: target.clone(),
+                    backup: Some(backup.clone()),
+                    done,
+                })
+                .unwrap();
+            if step >= 1 {
+                std::fs::hard_link(&source, &backup).unwrap();
+            }
+            if step >= 2 {
+                std::fs::rename(&staged, &target).unwrap();
+            }
+            if step >= 3 {
+                std::fs::remove_file(&source).unwrap();
+            }
+            let rec = recover(&mut l.queue).unwrap();
+            assert!(matches!(rec.as_slice(), [Recovered::Finished(_)]), "step {step}: {rec:?}");
+            assert_eq!(std::fs::read(&target).unwrap(), b"result", "step {step}");
+            assert_eq!(std::fs::read(&backup).unwrap(), b"original", "step {step}");
+            assert!(!source.exists() && !staged.exists(), "step {step}");
+            assert!(l.queue.pending_replacements().unwrap().is_empty());
+            assert_eq!(l.queue.list(Some(Status::Done)).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn recovery_rolls_back_when_the_original_changed() {
+        let mut l = lib();
+        let (id, source, staged) = staged(&mut l, "Movie.mkv", b"original", b"result");
+        let s = Stamp::of(&source).unwrap();
+        let r = Stamp::of(&staged).unwrap();
+        let done = Done {
+            path: source.clone(),
+            size: r.size,
+            mtime_ns: r.mtime_ns,
+            original_path: source.clone(),
+            original_size: s.size,
+            encoder: "t".into(),
+            fps: 1.0,
+            elapsed: 1.0,
+            backup: None,
+        };
+        l.queue
+            .begin_replacement(&PendingReplacement {
+                file_id: id,
+                source: source.clone(),
+                source_size: s.size,
+                source_mtime_ns: s.mtime_ns,
+                source_ino: s.ino,
+                staged: staged.clone(),
+                staged_size: r.size,
+                staged_ino: r.ino,
+                target: source.clone(),
+                backup: None,
+                done,
+            })
+            .unwrap();
+        std::fs::write(&source, b"the user's new version").unwrap();
+        let rec = recover(&mut l.queue).unwrap();
+        assert!(matches!(rec.as_slice(), [Recovered::RolledBack { .. }]), "{rec:?}");
+        assert_eq!(std::fs::read(&source).unwrap(), b"the user's new version");
+        assert!(!staged.exists());
+        assert_eq!(l.queue.list(Some(Status::Pending)).unwrap().len(), 1);
+    }
+}
