@@ -143,7 +143,8 @@ pub fn transcode(
 /// `.NAME.av1-partial` beside `output`: hidden, and recognisable as ours.
 pub fn temp_path(output: &Path) -> PathBuf {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    output.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
+    let dot = if name.starts_with('.') { "" } else { "." };
+    output.with_file_name(format!("{dot}{name}{TEMP_SUFFIX}"))
 }
 
 /// Suffix of the temporary files this library writes.

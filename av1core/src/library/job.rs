@@ -44,6 +44,17 @@ impl Default for JobSettings {
 }
 
 impl JobSettings {
+    /// Whether an encode heading for `p.projected_size` cannot meet `limit`: past the
+    /// warm-up, projected clearly over the limit, and not so close to the end that
+    /// the exact size is as near as the projection.
+    pub fn hopeless(&self, p: &Progress, limit: u64) -> bool {
+        p.projected_size.is_some_and(|projected| {
+            p.percent >= self.early_stop_after_percent
+                && p.percent < 90.0
+                && projected as f64 > limit as f64 * self.early_stop_margin
+        })
+    }
+
     /// The largest result (bytes) that replaces an original of `size` bytes.
     pub fn size_limit(&self, size: u64) -> u64 {
         (size as f64 * (1.0 - self.min_savings_percent / 100.0)).floor() as u64
@@ -167,19 +178,15 @@ fn work(
     let mut early = None;
     let report = crate::transcode(source, &encoded, &plan, &stop, |p| {
         on_phase(Phase::Encoding(p));
+        if p.frames > 0 {
+            super::pause_point("job:encoding");
+        }
         if control.requested().is_some() {
             stop.store(true, Ordering::SeqCst);
         }
-        if let Some(projected) = p.projected_size {
-            // Near the end the exact size is as close as a projection: let it finish.
-            if p.percent >= cfg.early_stop_after_percent
-                && p.percent < 90.0
-                && projected as f64 > limit as f64 * cfg.early_stop_margin
-                && early.is_none()
-            {
-                early = Some((p.percent, projected));
-                stop.store(true, Ordering::SeqCst);
-            }
+        if early.is_none() && cfg.hopeless(p, limit) {
+            early = p.projected_size.map(|projected| (p.percent, projected));
+            stop.store(true, Ordering::SeqCst);
         }
     });
     let report = match report {
@@ -203,10 +210,12 @@ fn work(
     }
     if report.output_size > limit {
         let saved = 100.0 * (1.0 - report.output_size as f64 / before.size.max(1) as f64);
+        let compared =
+            if saved < 0.0 { format!("{:.1}% larger", -saved) } else { format!("{saved:.1}% smaller") };
         return Ok(Outcome::Skipped {
             reason: SkipReason::NotWorthIt,
             detail: format!(
-                "the result ({} bytes) is {saved:.1}% smaller, less than the {}% required",
+                "the result ({} bytes) would be {compared}; at least {}% smaller is required",
                 report.output_size, cfg.min_savings_percent
             ),
         });
@@ -309,4 +318,35 @@ pub fn clean_temp_dir(dir: &Path) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(percent: f64, projected: Option<u64>) -> Progress {
+        Progress {
+            frames: 1,
+            total_frames: 100,
+            fps: 1.0,
+            percent,
+            elapsed: Duration::ZERO,
+            eta: None,
+            bytes_written: 0,
+            projected_size: projected,
+        }
+    }
+
+    #[test]
+    fn early_stop_needs_warm_up_margin_and_room_left() {
+        let cfg = JobSettings::default();
+        let limit = cfg.size_limit(1000);
+        assert_eq!(limit, 950);
+        assert!(!cfg.hopeless(&at(10.0, Some(5000)), limit), "still warming up");
+        assert!(cfg.hopeless(&at(25.0, Some(5000)), limit));
+        assert!(!cfg.hopeless(&at(25.0, Some(1000)), limit), "within the margin");
+        assert!(!cfg.hopeless(&at(95.0, Some(5000)), limit), "nearly done: the exact size decides");
+        assert!(!cfg.hopeless(&at(50.0, None), limit));
+    }
 }
