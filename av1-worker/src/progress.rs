@@ -79,7 +79,7 @@ impl LibraryBars {
             let b = m.add(ProgressBar::new(bytes_total.max(1)));
             b.set_style(
                 ProgressStyle::with_template(
-                    "library [{elapsed_precise}] {wide_bar:.cyan} {binary_bytes}/{binary_total_bytes}  ETA {eta_precise}  {msg}",
+                    "library {wide_bar:.cyan} {binary_bytes}/{binary_total_bytes} ETA {eta}  {msg}",
                 )
                 .expect("static template"),
             );
