@@ -9,7 +9,14 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let lib = match pkg_config::Config::new().atleast_version("1.4.0").probe("SvtAv1Enc") {
+    let probe = |statik: bool, emit: bool| {
+        pkg_config::Config::new()
+            .atleast_version("1.4.0")
+            .statik(statik)
+            .cargo_metadata(emit)
+            .probe("SvtAv1Enc")
+    };
+    let lib = match probe(false, false) {
         Ok(lib) => lib,
         Err(e) => panic!(
             "\n\nSVT-AV1 encoder library not found by pkg-config ({e}).\n\
@@ -17,6 +24,12 @@ fn main() {
              (or run `make deps` from the repository root).\n\n"
         ),
     };
+    // A private build (vendor/svt-av1/build.sh puts a newer SVT-AV1 in a cache, found
+    // through PKG_CONFIG_PATH) is linked statically: the binaries then run anywhere
+    // without LD_LIBRARY_PATH or rpath. The system's library is linked dynamically.
+    let system = lib.link_paths.iter().all(|d| d.starts_with("/usr") || d.starts_with("/lib"));
+    let lib = probe(!system, true)
+        .unwrap_or_else(|e| panic!("linking the SVT-AV1 found by pkg-config (static: {}): {e}", !system));
 
     // Export the version to dependents: their build scripts see DEP_SVTAV1ENC_VERSION,
     // DEP_SVTAV1ENC_MAJOR and DEP_SVTAV1ENC_MINOR and can emit cfgs for API differences.
@@ -26,10 +39,11 @@ fn main() {
     println!("cargo:version={}", lib.version);
     println!("cargo:major={major}");
     println!("cargo:minor={minor}");
-    for dir in &lib.link_paths {
-        // Non-system prefixes (a newer SVT-AV1 built into a cache) are found at run time.
-        if !dir.starts_with("/usr/lib") && !dir.starts_with("/lib") {
-            println!("cargo:rpath={}", dir.display());
+    println!("cargo:static={}", !system);
+    if !system {
+        // A rebuilt library must be bundled again.
+        for dir in &lib.link_paths {
+            println!("cargo:rerun-if-changed={}", dir.join("libSvtAv1Enc.a").display());
         }
     }
 

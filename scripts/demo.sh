@@ -6,7 +6,7 @@
 # kept as .bak). ffmpeg/ffprobe only make the clips and inspect the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-worker="$PWD/target/release/av1-worker"
+worker="$PWD/${BIN:-target/release}/av1-worker"
 demo=$(mktemp -d "${TMPDIR:-/tmp}/av1-demo.XXXXXX")
 lib="$demo/library"
 mkdir -p "$lib/Films" "$lib/Series/Season 1"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, only when some are missing.
-# Usage: scripts/deps.sh build|test
+# Usage: scripts/deps.sh build|test|svt
 set -euo pipefail
 
 build_pkgs=(build-essential pkg-config clang libclang-dev libavformat-dev libavcodec-dev
@@ -8,8 +8,12 @@ build_pkgs=(build-essential pkg-config clang libclang-dev libavformat-dev libavc
 # Independent checkers used by the tests and benchmarks (never by the product itself).
 test_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core)
 
+# Building the newer SVT-AV1 from Debian's source package (vendor/svt-av1/build.sh).
+svt_pkgs=(cmake nasm xz-utils)
+
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
+[ "${1:-build}" = svt ] && want+=("${svt_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

@@ -613,12 +613,17 @@ mod tests {
             let mut got = send_frames(&mut enc, 20, depth);
             enc.finish().unwrap();
             let mut pts = Vec::new();
-            loop {
-                let p = enc.receive(true).unwrap().expect("packets until the last");
-                pts.push(p.pts());
-                got += 1;
-                if p.is_last() {
+            // 1.4 flags the packet of the last frame as end of stream; newer versions may
+            // end when every frame is out. Either way no frame is lost.
+            while let Some(p) = enc.receive(true).unwrap() {
+                if p.is_last() && version().starts_with("1.") {
                     assert!(!p.data().is_empty(), "the EOS packet still carries a frame");
+                }
+                if !p.data().is_empty() {
+                    pts.push(p.pts());
+                    got += 1;
+                }
+                if p.is_last() {
                     break;
                 }
             }
