@@ -107,6 +107,7 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
 
     let db = la.db.clone().unwrap_or_else(default_db);
     let _lock = lock(&db)?;
+    let _root_locks = lock_roots(&roots)?;
     let mut queue = Queue::open(&db).with_context(|| format!("opening the queue {}", db.display()))?;
     let mut summary = Summary::default();
 
@@ -125,8 +126,15 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     if requeued > 0 {
         tracing::info!("{requeued} file(s) interrupted by an earlier run are queued again");
     }
-    if let Some(dir) = &la.temp_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating TEMP_DIR {}", dir.display()))?;
+    // Our own directory inside TEMP_DIR (one per queue), so that runs sharing TEMP_DIR
+    // never touch each other's files.
+    let temp_dir = la.temp_dir.as_ref().map(|t| {
+        let canonical = std::fs::canonicalize(&db).unwrap_or_else(|_| db.clone());
+        let id = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex();
+        t.join(format!("av1-standalone-{}", &id[..12]))
+    });
+    if let Some(dir) = &temp_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the temp dir {}", dir.display()))?;
         let n = job::clean_temp_dir(dir)?;
         if n > 0 {
             tracing::info!("removed {n} leftover temporary file(s) from {}", dir.display());
@@ -159,7 +167,7 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
         settings,
         min_savings_percent: la.min_savings,
         replace: replace::Options { testing_mode: la.testing_mode, owner: la.puid.zip(la.pgid) },
-        temp_dir: la.temp_dir.clone(),
+        temp_dir: temp_dir.clone(),
         ..JobSettings::default()
     };
     let control = crate::signals::install("abandoning the current file; it stays queued");
@@ -207,6 +215,27 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// An exclusive lock on every library root (the directory itself, nothing written in it)
+/// for the whole run: two runs with different queues cannot work on one library.
+fn lock_roots(roots: &[PathBuf]) -> anyhow::Result<Vec<std::fs::File>> {
+    roots
+        .iter()
+        .map(|root| {
+            let dir = if root.is_dir() { root.as_path() } else { av1core::os::parent(root) };
+            let f = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+            match f.try_lock() {
+                Ok(()) => Ok(f),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    bail!("another run is working on {} (its directory is locked)", dir.display())
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    Err(e).with_context(|| format!("locking {}", dir.display()))
+                }
+            }
+        })
+        .collect()
 }
 
 /// `$XDG_STATE_HOME/av1/queue.sqlite`, else `~/.local/state/av1/queue.sqlite`.

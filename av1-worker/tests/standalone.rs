@@ -432,8 +432,8 @@ fn temp_dir_and_owner_settings_are_followed() {
     std::fs::create_dir_all(&lib).unwrap();
     std::fs::create_dir_all(&temp).unwrap();
     good_clip(&lib, "Film.mkv", 1);
-    // A leftover of ours in the temp dir goes; somebody else's file stays.
-    std::fs::write(temp.join(".7-Old.mkv.av1-verified"), b"leftover").unwrap();
+    // Somebody else's files in TEMP_DIR stay, even ones named like ours.
+    std::fs::write(temp.join(".7-Old.mkv.av1-verified"), b"another run's").unwrap();
     std::fs::write(temp.join("someone-elses.txt"), b"keep me").unwrap();
     let root = std::fs::metadata(db.parent().unwrap()).unwrap().uid() == 0;
 
@@ -444,8 +444,17 @@ fn temp_dir_and_owner_settings_are_followed() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["done"], 1, "{summary}");
     assert_decodes_as_av1(&lib.join("Film.mkv"));
-    let names: Vec<_> = std::fs::read_dir(&temp).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("someone-elses.txt")]);
+    // Only our own directory was used, and it is empty after the job.
+    let mut names: Vec<_> = std::fs::read_dir(&temp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], ".7-Old.mkv.av1-verified");
+    assert!(names[1].starts_with("av1-standalone-"), "{names:?}");
+    assert_eq!(names[2], "someone-elses.txt");
+    assert_eq!(std::fs::read_dir(temp.join(&names[1])).unwrap().count(), 0);
     assert_no_temp_files(&lib);
     if root {
         let m = std::fs::metadata(lib.join("Film.mkv")).unwrap();

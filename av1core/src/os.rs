@@ -69,17 +69,26 @@ pub fn parent(path: &Path) -> &Path {
 }
 
 /// Renames `from` to `to` atomically, failing with `AlreadyExists` instead of replacing
-/// an existing `to` (Linux `renameat2(RENAME_NOREPLACE)`).
+/// an existing `to` (Linux `renameat2(RENAME_NOREPLACE)`). File systems without it
+/// (NFS, SMB, many FUSE mounts answer EINVAL) get the same guarantee from `link(2)`,
+/// which fails on an existing name, followed by removing the old name.
 pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
-    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(Into::into)
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        other => other.map_err(Into::into),
+    }
 }
 
-/// Size, modification time (ns since the epoch) and inode of a file.
+/// Size, modification time (ns since the epoch), device and inode of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     pub size: u64,
     pub mtime_ns: i64,
+    pub dev: u64,
     pub ino: u64,
 }
 
@@ -90,7 +99,9 @@ impl Stamp {
 
     pub fn from_metadata(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
-        Stamp { size: m.size(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(), ino: m.ino() }
+        // Saturating: absurd dates (before 1677, after 2262) must not overflow.
+        let mtime_ns = m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec());
+        Stamp { size: m.size(), mtime_ns, dev: m.dev(), ino: m.ino() }
     }
 }
 

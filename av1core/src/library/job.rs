@@ -151,11 +151,13 @@ fn work(
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
         Decision::Encode(plan) => *plan,
     };
-    let target = names::target_for(source);
+    let target = replace::target_of(source);
     if target != source && std::fs::symlink_metadata(&target).is_ok() {
         return Err(Error::NameClash { target, source_file: source.into() });
     }
     let staged = names::staged_for(&target);
+    // Ours by name; a stale one (or a symlink planted there) must not be written through.
+    let _ = std::fs::remove_file(&staged);
     let library_dir = os::parent(source);
     // The result is kept only when smaller than the limit; the encode stops early
     // when it heads past it, so that is the most it may need.
@@ -202,7 +204,7 @@ fn work(
         }
         other => other?,
     };
-    if Stamp::of(source).ok().map(|s| (s.size, s.mtime_ns)) != Some((before.size, before.mtime_ns)) {
+    if Stamp::of(source).ok() != Some(before) {
         return Err(Error::SourceChanged {
             path: source.into(),
             what: "it was modified while encoding".into(),
@@ -230,7 +232,7 @@ fn work(
         fps: report.fps,
         elapsed: report.elapsed.as_secs_f64(),
     };
-    match replace::replace(queue, job.file_id, source, &staged, &facts, &cfg.replace) {
+    match replace::replace(queue, job.file_id, source, before, &staged, &facts, &cfg.replace) {
         Ok(done) => Ok(Outcome::Done(done)),
         Err(e @ (Error::NameClash { .. } | Error::SourceChanged { .. } | Error::Database { .. })) => Err(e),
         Err(e) => {
@@ -265,8 +267,21 @@ fn copy_synced(from: &Path, to: &Path) -> Result<()> {
             .map_err(Error::io("reading", p))?;
         Ok(h.finalize())
     };
+    // Written under a temporary name (never through a symlink), then renamed: `to`
+    // only ever names a complete copy.
+    let partial = crate::transcode::temp_path(to);
+    let _ = std::fs::remove_file(&partial);
+    let _cleanup = RemoveOnDrop(vec![partial.clone()]);
     let mut src = std::fs::File::open(from).map_err(Error::io("opening the result", from))?;
-    let mut dst = std::fs::File::create(to).map_err(Error::io("creating", to))?;
+    let mut dst = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&partial)
+            .map_err(Error::io("creating", &partial))?
+    };
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -275,18 +290,27 @@ fn copy_synced(from: &Path, to: &Path) -> Result<()> {
             break;
         }
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(Error::io("writing the result", to))?;
+        dst.write_all(&buf[..n]).map_err(|e| space_or_io(e, &partial))?;
     }
-    dst.sync_all().map_err(Error::io("syncing the result", to))?;
+    dst.sync_all().map_err(|e| space_or_io(e, &partial))?;
     drop(dst);
-    if hash_file(to)? != hasher.finalize() {
+    if hash_file(&partial)? != hasher.finalize() {
         return Err(Error::Io {
             op: "copying the result (read back differs)",
             path: to.into(),
             source: std::io::Error::other("hash mismatch"),
         });
     }
-    Ok(())
+    std::fs::rename(&partial, to).map_err(Error::io("renaming the copy", to))
+}
+
+/// A full disk is `NoSpace` (the job waits for another turn), anything else an I/O error.
+fn space_or_io(e: std::io::Error, path: &Path) -> Error {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        Error::NoSpace { path: path.into(), needed: 0, available: 0 }
+    } else {
+        Error::io("writing the result", path)(e)
+    }
 }
 
 /// Removes our files of a job that did not complete (missing ones are fine).

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::plan::SkipReason;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_queue.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_queue.sql"), include_str!("migrations/0002_output_stamp.sql")];
 
 /// How long a writer waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -294,6 +295,9 @@ pub struct FileRow {
     pub output_size: Option<u64>,
     pub backup_path: Option<PathBuf>,
 }
+
+/// A file's recorded backup, and the (size, mtime) of its last result.
+pub type BackupInfo = (Option<PathBuf>, Option<(u64, i64)>);
 
 /// The queue database.
 pub struct Queue {
@@ -578,9 +582,19 @@ impl Queue {
         self.conn.execute(&sql, params![from.as_str(), now()]).map_err(Error::db("requeueing"))
     }
 
-    /// Sets one file's status by hand (controls): checked against the state machine.
+    /// Sets one file's status by hand (controls: retry, skip, cancel a queued file),
+    /// checked against the state machine. Never touches a running file (its job owns
+    /// it) and never makes a file running or done.
     pub fn set_status(&mut self, file_id: i64, to: Status, detail: Option<&str>) -> Result<bool> {
-        let from = Status::sources(to).iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        if matches!(to, Status::Running | Status::Done) {
+            return Ok(false);
+        }
+        let from = Status::sources(to)
+            .iter()
+            .filter(|s| **s != Status::Running.as_str())
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
         let reason = (to == Status::Skipped).then_some("manual");
         let n = self
             .conn
@@ -593,6 +607,25 @@ impl Queue {
             )
             .map_err(Error::db("changing a status"))?;
         Ok(n == 1)
+    }
+
+    /// The backup recorded for a file and the stamp (size, mtime) of the result last
+    /// put in place for it: what tells our own result from a file that replaced it.
+    pub fn backup_info(&self, file_id: i64) -> Result<BackupInfo> {
+        self.conn
+            .query_row(
+                "SELECT backup_path, output_size, output_mtime_ns FROM files WHERE id = ?1",
+                [file_id],
+                |r| {
+                    let backup: Option<String> = r.get(0)?;
+                    let size: Option<i64> = r.get(1)?;
+                    let mtime: Option<i64> = r.get(2)?;
+                    Ok((backup.map(Into::into), size.zip(mtime).map(|(s, m)| (s as u64, m))))
+                },
+            )
+            .optional()
+            .map_err(Error::db("reading a backup"))
+            .map(Option::unwrap_or_default)
     }
 
     /// Records a verified result about to replace its original. Durable on return.
@@ -690,8 +723,9 @@ impl Queue {
             )
             .optional()
             .map_err(Error::db("completing a replacement"))?;
+        // The result is in place whatever the row says meanwhile: the disk is the truth.
         let outcome = Outcome::Done(done.clone());
-        finish_in(&tx, file_id, attempt.unwrap_or(0), &outcome)?;
+        finish_row(&tx, file_id, attempt.unwrap_or(0), &outcome, false)?;
         tx.execute("DELETE FROM replacements WHERE file_id = ?1", [file_id])
             .map_err(Error::db("completing a replacement"))?;
         tx.commit().map_err(Error::db("completing a replacement"))
@@ -708,7 +742,7 @@ impl Queue {
             )
             .optional()
             .map_err(Error::db("undoing a replacement"))?;
-        finish_in(&tx, file_id, attempt.unwrap_or(0), outcome)?;
+        finish_row(&tx, file_id, attempt.unwrap_or(0), outcome, false)?;
         tx.execute("DELETE FROM replacements WHERE file_id = ?1", [file_id])
             .map_err(Error::db("undoing a replacement"))?;
         tx.commit().map_err(Error::db("undoing a replacement"))
@@ -847,8 +881,20 @@ fn finish_in(
     attempt_id: i64,
     outcome: &Outcome,
 ) -> Result<bool> {
+    finish_row(tx, file_id, attempt_id, outcome, true)
+}
+
+/// [`finish_in`], optionally whatever the file's status is now.
+fn finish_row(
+    tx: &rusqlite::Transaction<'_>,
+    file_id: i64,
+    attempt_id: i64,
+    outcome: &Outcome,
+    only_running: bool,
+) -> Result<bool> {
     let to = outcome.status();
     debug_assert!(Status::Running.can_become(to));
+    let guard = if only_running { "AND status = 'running'" } else { "" };
     let t = now();
     let reason = match outcome {
         Outcome::Skipped { reason, .. } => Some(reason_str(*reason)),
@@ -856,11 +902,13 @@ fn finish_in(
     };
     let n = match outcome {
         Outcome::Done(d) => tx.execute(
-            "UPDATE files SET status = 'done', reason = NULL, detail = NULL, path = ?2, size = ?3, mtime_ns = ?4,
-                 original_path = ?5, original_size = ?6, output_size = ?3, encoder = ?7, fps = ?8, elapsed = ?9,
-                 backup_path = COALESCE(?10, backup_path), video_codec = 'av1', container = 'matroska',
-                 finished_at = ?11, updated_at = ?11
-             WHERE id = ?1 AND status = 'running'",
+            &format!(
+                "UPDATE files SET status = 'done', reason = NULL, detail = NULL, path = ?2, size = ?3, mtime_ns = ?4,
+                     original_path = ?5, original_size = ?6, output_size = ?3, output_mtime_ns = ?4, encoder = ?7,
+                     fps = ?8, elapsed = ?9, backup_path = COALESCE(?10, backup_path), video_codec = 'av1',
+                     container = 'matroska', finished_at = ?11, updated_at = ?11
+                 WHERE id = ?1 {guard}"
+            ),
             params![
                 file_id,
                 path_str(&d.path)?,
@@ -876,8 +924,10 @@ fn finish_in(
             ],
         ),
         _ => tx.execute(
-            "UPDATE files SET status = ?2, reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5
-             WHERE id = ?1 AND status = 'running'",
+            &format!(
+                "UPDATE files SET status = ?2, reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5
+                 WHERE id = ?1 {guard}"
+            ),
             params![file_id, to.as_str(), reason, outcome.detail(), t],
         ),
     }

@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! result verified at .Movie.mkv.av1-verified (same directory, fsynced, owner/mode of the original)
+//!   ─▶ the original is still what was encoded (size, mtime, inode)? the name is free?
 //!   ─▶ record the replacement in the queue (durable)                 pause point replace:recorded
-//!   ─▶ testing mode: hard link Movie.mp4 → Movie.mp4.bak (never over an existing backup)
+//!   ─▶ testing mode: hard link Movie.mp4 → Movie.mp4.bak (never over an existing file)
 //!                                                                      pause point replace:backup
 //!   ─▶ rename .Movie.mkv.av1-verified → Movie.mkv (never over a file that is not the original)
 //!   ─▶ fsync the directory                                             pause point replace:renamed
-//!   ─▶ Movie.mp4 ≠ Movie.mkv: remove Movie.mp4, fsync                  pause point replace:source-removed
+//!   ─▶ Movie.mkv is the result (inode, size)? then remove Movie.mp4 if it is still the
+//!      original, fsync                                                 pause point replace:source-removed
 //!   ─▶ one transaction: the file is done under its new name, the record goes
 //! ```
 //!
@@ -17,7 +19,7 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::names;
 use super::queue::{Done, Outcome, PendingReplacement, Queue};
@@ -42,36 +44,56 @@ pub struct EncodeFacts {
     pub elapsed: f64,
 }
 
+/// The name the result of `source` takes: `Movie.mkv`, or the source's own name when
+/// that already is the same file (`Movie.MKV` on a case-insensitive file system).
+pub fn target_of(source: &Path) -> PathBuf {
+    let target = names::target_for(source);
+    match (Stamp::of(&target), Stamp::of(source)) {
+        (Ok(t), Ok(s)) if target != source && t.dev == s.dev && t.ino == s.ino => source.to_path_buf(),
+        _ => target,
+    }
+}
+
 /// Puts the verified result `staged` (in the same directory, named by
 /// [`names::staged_for`]) in place of `source`, for the running queue file `file_id`,
-/// and records it done. On error the original is untouched (or, past the rename,
-/// the result is in place and the record lets [`recover`] finish).
+/// and records it done. `encoded` is the stamp the source had when it was encoded: a
+/// source that changed since is not replaced. On error the original is untouched
+/// (or, past the rename, the result is in place and [`recover`] finishes).
 pub fn replace(
     queue: &mut Queue,
     file_id: i64,
     source: &Path,
+    encoded: Stamp,
     staged: &Path,
     facts: &EncodeFacts,
     opts: &Options,
 ) -> Result<Done> {
-    let target = names::target_for(source);
+    let target = target_of(source);
     let source_meta = std::fs::metadata(source)
         .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("cannot read it: {e}") })?;
+    let source_stamp = Stamp::from_metadata(&source_meta);
+    if (source_stamp.size, source_stamp.mtime_ns, source_stamp.ino)
+        != (encoded.size, encoded.mtime_ns, encoded.ino)
+    {
+        return Err(Error::SourceChanged {
+            path: source.into(),
+            what: "it is not the file that was encoded".into(),
+        });
+    }
     if target != source && std::fs::symlink_metadata(&target).is_ok() {
         return Err(Error::NameClash { target, source_file: source.into() });
     }
+    let backup = if opts.testing_mode { backup_to_make(queue, file_id, source, source_stamp)? } else { None };
+
     let file = File::open(staged).map_err(Error::io("opening the result", staged))?;
     if let Err(e) = os::copy_ownership(&file, &source_meta, opts.owner) {
         tracing::warn!(file = %target.display(), "could not give the result the original's owner: {e}");
     }
     file.sync_all().map_err(Error::io("syncing the result", staged))?;
-    let staged_meta = file.metadata().map_err(Error::io("reading metadata", staged))?;
+    let staged_stamp = Stamp::from_metadata(&file.metadata().map_err(Error::io("reading metadata", staged))?);
     drop(file);
     os::sync_dir(os::parent(staged))?;
 
-    let source_stamp = Stamp::from_metadata(&source_meta);
-    let staged_stamp = Stamp::from_metadata(&staged_meta);
-    let backup = opts.testing_mode.then(|| names::backup_for(source));
     let rec = PendingReplacement {
         file_id,
         source: source.into(),
@@ -99,7 +121,8 @@ pub fn replace(
     super::pause_point("replace:recorded");
     match put_in_place(queue, &rec) {
         Err(e @ Error::NameClash { .. }) => {
-            // Nothing was renamed: undo, keep the original.
+            // Nothing was renamed: undo the backup made for it, keep the original.
+            undo_backup(&rec);
             let _ = std::fs::remove_file(staged);
             queue.abandon_replacement(file_id, &Outcome::Failed { error: e.to_string() })?;
             Err(e)
@@ -108,11 +131,44 @@ pub fn replace(
     }
 }
 
+/// The backup testing mode makes for `source`, or `None` when the true original is
+/// already kept (the source is our own earlier result and its backup exists). An
+/// existing `NAME.bak` that is not such a backup is never overwritten: an error.
+fn backup_to_make(
+    queue: &Queue,
+    file_id: i64,
+    source: &Path,
+    source_stamp: Stamp,
+) -> Result<Option<PathBuf>> {
+    let (recorded, output) = queue.backup_info(file_id)?;
+    let ours = output == Some((source_stamp.size, source_stamp.mtime_ns));
+    if ours && recorded.as_deref().is_some_and(|b| std::fs::symlink_metadata(b).is_ok()) {
+        return Ok(None);
+    }
+    let backup = names::backup_for(source);
+    if std::fs::symlink_metadata(&backup).is_ok() {
+        return Err(Error::NameClash { target: backup, source_file: source.into() });
+    }
+    Ok(Some(backup))
+}
+
+/// After a failed rename: a backup made by this replacement goes (a hard link of the
+/// original) or moves back (when the original was moved to it).
+fn undo_backup(rec: &PendingReplacement) {
+    let Some(backup) = &rec.backup else { return };
+    if Stamp::of(backup).is_ok_and(|b| b.ino == rec.source_ino) {
+        if rec.source.exists() {
+            let _ = std::fs::remove_file(backup);
+        } else {
+            let _ = os::rename_no_replace(backup, &rec.source);
+        }
+    }
+}
+
 /// The steps after the record, each one skipped when a previous run already did it.
 fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
     let dir = os::parent(&rec.target);
     if let Some(backup) = &rec.backup {
-        // An existing backup is the true original (an earlier encode's): kept as it is.
         if std::fs::symlink_metadata(backup).is_err() && rec.source.exists() {
             match std::fs::hard_link(&rec.source, backup) {
                 Ok(()) => {}
@@ -141,10 +197,29 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
         os::sync_dir(dir)?;
         super::pause_point("replace:renamed");
     }
-    if rec.target != rec.source && rec.source.exists() {
-        std::fs::remove_file(&rec.source).map_err(Error::io("removing the original", &rec.source))?;
-        os::sync_dir(dir)?;
-        super::pause_point("replace:source-removed");
+    // Nothing is removed unless the result is really there.
+    let in_place = Stamp::of(&rec.target).is_ok_and(|t| t.ino == rec.staged_ino && t.size == rec.staged_size);
+    if !in_place {
+        return Err(Error::SourceChanged {
+            path: rec.target.clone(),
+            what: "the verified result is not at its place; the original is left as it is".into(),
+        });
+    }
+    if rec.target != rec.source {
+        let still_original = Stamp::of(&rec.source).is_ok_and(|s| {
+            (s.size, s.mtime_ns, s.ino) == (rec.source_size, rec.source_mtime_ns, rec.source_ino)
+        });
+        if still_original {
+            match std::fs::remove_file(&rec.source) {
+                Ok(()) => {
+                    os::sync_dir(dir)?;
+                    super::pause_point("replace:source-removed");
+                }
+                Err(e) => tracing::warn!("could not remove the original {}: {e}", rec.source.display()),
+            }
+        } else if rec.source.exists() {
+            tracing::warn!("{} changed after it was encoded: left in place", rec.source.display());
+        }
     }
     queue.complete_replacement(rec.file_id, &rec.done)?;
     Ok(rec.done.clone())
@@ -156,7 +231,7 @@ pub enum Recovered {
     /// The verified result is in place.
     Finished(Done),
     /// Undone: the original stays, the file is queued again or failed.
-    RolledBack { source: std::path::PathBuf, why: String },
+    RolledBack { source: PathBuf, why: String },
 }
 
 /// Finishes or undoes every replacement a crash interrupted. Call before anything
@@ -167,7 +242,8 @@ pub fn recover(queue: &mut Queue) -> Result<Vec<Recovered>> {
         let stamp = |p: &Path| Stamp::of(p).ok();
         let staged_intact =
             stamp(&rec.staged).is_some_and(|s| s.size == rec.staged_size && s.ino == rec.staged_ino);
-        let result_in_place = stamp(&rec.target).is_some_and(|s| s.ino == rec.staged_ino);
+        let result_in_place =
+            stamp(&rec.target).is_some_and(|s| s.ino == rec.staged_ino && s.size == rec.staged_size);
         let original_intact =
             stamp(&rec.source).is_some_and(|s| {
                 s.size == rec.source_size && s.mtime_ns == rec.source_mtime_ns && s.ino == rec.source_ino
@@ -177,9 +253,10 @@ pub fn recover(queue: &mut Queue) -> Result<Vec<Recovered>> {
             match put_in_place(queue, &rec) {
                 Ok(done) => out.push(Recovered::Finished(done)),
                 Err(e) => {
+                    undo_backup(&rec);
                     let _ = std::fs::remove_file(&rec.staged);
-                    let why = format!("could not finish an interrupted replacement: {e}");
-                    queue.abandon_replacement(rec.file_id, &Outcome::Failed { error: why.clone() })?;
+                    let why = format!("could not finish an interrupted replacement ({e}); queued again");
+                    queue.abandon_replacement(rec.file_id, &Outcome::Requeued { detail: why.clone() })?;
                     out.push(Recovered::RolledBack { source: rec.source.clone(), why });
                 }
             }
@@ -250,7 +327,8 @@ mod tests {
         let mut l = lib();
         let (id, source, staged) = staged(&mut l, "Movie.mkv", b"original", b"result");
         let opts = Options { testing_mode: true, owner: None };
-        let done = replace(&mut l.queue, id, &source, &staged, &facts(), &opts).unwrap();
+        let done = replace(&mut l.queue, id, &source, Stamp::of(&source).unwrap(), &staged, &facts(), &opts)
+            .unwrap();
         assert_eq!(done.path, source);
         assert_eq!(std::fs::read(&source).unwrap(), b"result");
         assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"original");
@@ -260,7 +338,8 @@ mod tests {
         l.queue.requeue(Status::Done, &[]).unwrap();
         let job = l.queue.claim_next("t", FileOrder::Oldest, &[], &[]).unwrap().unwrap();
         std::fs::write(&staged, b"second").unwrap();
-        replace(&mut l.queue, job.file_id, &source, &staged, &facts(), &opts).unwrap();
+        replace(&mut l.queue, job.file_id, &source, Stamp::of(&source).unwrap(), &staged, &facts(), &opts)
+            .unwrap();
         assert_eq!(std::fs::read(&source).unwrap(), b"second");
         assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"original");
     }
@@ -271,7 +350,16 @@ mod tests {
         let (id, source, staged) = staged(&mut l, "Movie.mp4", b"original", b"result");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let done = replace(&mut l.queue, id, &source, &staged, &facts(), &Options::default()).unwrap();
+        let done = replace(
+            &mut l.queue,
+            id,
+            &source,
+            Stamp::of(&source).unwrap(),
+            &staged,
+            &facts(),
+            &Options::default(),
+        )
+        .unwrap();
         let target = l.root.join("Movie.mkv");
         assert_eq!(done.path, target);
         assert!(!source.exists());
@@ -287,11 +375,39 @@ mod tests {
         let mut l = lib();
         let (id, source, staged) = staged(&mut l, "Movie.mp4", b"original", b"result");
         std::fs::write(l.root.join("Movie.mkv"), b"someone else's").unwrap();
-        let e = replace(&mut l.queue, id, &source, &staged, &facts(), &Options::default()).unwrap_err();
+        let e = replace(
+            &mut l.queue,
+            id,
+            &source,
+            Stamp::of(&source).unwrap(),
+            &staged,
+            &facts(),
+            &Options::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::NameClash { .. }), "{e}");
         assert_eq!(std::fs::read(l.root.join("Movie.mkv")).unwrap(), b"someone else's");
         assert_eq!(std::fs::read(&source).unwrap(), b"original");
         let _ = std::fs::remove_file(&staged);
+    }
+
+    #[test]
+    fn a_foreign_backup_name_or_a_changed_source_stops_the_replacement() {
+        let mut l = lib();
+        let (id, source, staged) = staged(&mut l, "Movie.mkv", b"original", b"result");
+        let encoded = Stamp::of(&source).unwrap();
+        let opts = Options { testing_mode: true, owner: None };
+        std::fs::write(names::backup_for(&source), b"the user's own file").unwrap();
+        let e = replace(&mut l.queue, id, &source, encoded, &staged, &facts(), &opts).unwrap_err();
+        assert!(matches!(e, Error::NameClash { .. }), "{e}");
+        assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"the user's own file");
+        assert_eq!(std::fs::read(&source).unwrap(), b"original");
+
+        std::fs::remove_file(names::backup_for(&source)).unwrap();
+        std::fs::write(&source, b"a new download under the same name").unwrap();
+        let e = replace(&mut l.queue, id, &source, encoded, &staged, &facts(), &opts).unwrap_err();
+        assert!(matches!(e, Error::SourceChanged { .. }), "{e}");
+        assert_eq!(std::fs::read(&source).unwrap(), b"a new download under the same name");
     }
 
     #[test]

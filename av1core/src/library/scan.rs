@@ -205,6 +205,16 @@ pub fn scan(
                 }
             }
         }
+        let here = walk.videos.iter().filter(|f| &f.root == root).count();
+        if here == 0 && !known.is_empty() {
+            // An unmounted disk leaves an empty mount point: keep the queue as it is.
+            report.problems.push(format!(
+                "{} holds no video file any more ({} queued): not pruning; is it mounted?",
+                root.display(),
+                known.len()
+            ));
+            continue;
+        }
         gone.extend(known.iter().filter(|(p, _)| !seen.contains(*p) && !exists(p)).map(|(_, k)| k.id));
     }
     for e in examine_all(&todo, settings, threads, on_examined)? {
