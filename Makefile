@@ -8,11 +8,15 @@ export SVT_LOG ?= 1
 # The encoder library: SVT=2.3 (default) builds SVT-AV1 2.3.0 once from Debian 13's
 # source package into $(AV1_CACHE) (vendor/svt-av1/build.sh) and links it statically;
 # SVT=system uses Debian 12's libsvtav1enc 1.4.1 (in its own target directory).
+# Plain `cargo` commands see the newer library only with the same PKG_CONFIG_PATH
+# (export PKG_CONFIG_PATH=$$HOME/.cache/av1/svt-av1-2.3.0/lib/pkgconfig), else 1.4.1.
 SVT       ?= 2.3
 AV1_CACHE ?= $(HOME)/.cache/av1
 export AV1_CACHE
 ifeq ($(SVT),system)
 export CARGO_TARGET_DIR ?= target/svt-system
+# Only the system's pkg-config paths (a parent make may have exported the cache's).
+export PKG_CONFIG_PATH :=
 SVT_STEP :=
 else
 export PKG_CONFIG_PATH := $(AV1_CACHE)/svt-av1-2.3.0/lib/pkgconfig$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
@@ -20,7 +24,7 @@ SVT_STEP := svt
 endif
 BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all deps test-deps svt build demo test lint bench clean
+.PHONY: all deps test-deps svt build demo test lint bench bench-svt clean
 
 all: build
 
@@ -48,9 +52,18 @@ lint: deps $(SVT_STEP)
 test: test-deps lint
 	$(CARGO) test --workspace --release
 
-# Our transcode against the ffmpeg command line, same encoder and settings.
+# Our transcode against the ffmpeg command line, same encoder and settings: run it as
+# `make bench SVT=system` for the same library as Debian's ffmpeg (1.4.1).
 bench: build test-deps
 	$(CARGO) run --release -p av1-worker --example bench -- $(BENCH_ARGS)
+
+# Our transcode with SVT-AV1 2.3.0 and with 1.4.1, and the ffmpeg command line (1.4.1):
+# speed, size and PSNR at presets 8 and 10 and three CRFs, BD-rate at equal quality.
+bench-svt: test-deps
+	$(MAKE) build
+	$(MAKE) build SVT=system
+	$(CARGO) run --release -p av1-worker --example svt_versions -- \
+	  target/release/av1-worker target/svt-system/release/av1-worker $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

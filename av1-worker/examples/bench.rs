@@ -3,6 +3,7 @@
 //! alternating. Prints wall time, fps, output size and PSNR against the source, and
 //! the ratios. Not a test: timing belongs here.
 //!
+//! `make bench SVT=system` (our binary linked to the same SVT-AV1 1.4.1 as Debian's ffmpeg), or
 //! `cargo run --release -p av1-worker --example bench -- [--runs N] [--preset P] [--crf C] [--quick]`
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
+
+mod common;
+use common::{cores, cpu_model, ffmpeg, psnr, tool_version};
 
 struct Clip {
     name: &'static str,
@@ -56,7 +60,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ours = root.join("target/release/av1-worker");
+    // `make bench SVT=system` builds into target/svt-system: the same library as the CLI.
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let ours = root.join(target).join("release/av1-worker");
     if !ours.exists() {
         bail!("build first: cargo build --release (make bench does)");
     }
@@ -199,55 +205,4 @@ fn report(name: &str, frames: f64, ours: &[Run], cli: &[Run]) {
 
 fn secs(v: &[Run]) -> Vec<String> {
     v.iter().map(|r| format!("{:.2}", r.seconds)).collect()
-}
-
-fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args)
-        .env("SVT_LOG", "1")
-        .output()?;
-    if !out.status.success() {
-        bail!("ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-/// Average PSNR (Y, U, V weighted as FFmpeg's psnr filter does) against the source.
-fn psnr(out: &Path, src: &Path) -> anyhow::Result<f64> {
-    let o = Command::new("ffmpeg")
-        .args(["-v", "info", "-nostdin", "-i"])
-        .arg(out)
-        .arg("-i")
-        .arg(src)
-        .args(["-lavfi", "[0:v][1:v]psnr", "-f", "null", "-"])
-        .output()?;
-    let text = String::from_utf8_lossy(&o.stderr);
-    let avg = text
-        .lines()
-        .filter_map(|l| l.split("average:").nth(1))
-        .filter_map(|r| r.split_whitespace().next())
-        .next_back()
-        .context("no PSNR in ffmpeg's output")?;
-    Ok(avg.parse()?)
-}
-
-fn tool_version(bin: &Path, flag: &str) -> anyhow::Result<String> {
-    let o = Command::new(bin).arg(flag).output()?;
-    Ok(String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default()
 }

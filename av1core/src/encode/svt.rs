@@ -66,7 +66,8 @@ pub struct EncoderConfig {
     pub crf: u8,
     /// Keyframe interval in frames (0 = library default).
     pub keyint: u32,
-    /// Logical processors to use (0 = all).
+    /// 0 = automatic. SVT-AV1 1.4: logical processors to use; 2.3 and later: level of
+    /// parallelism 1..=6 (larger values mean 6).
     pub threads: u32,
     /// Film grain synthesis level, 0 (off) to 50.
     pub film_grain: u8,
@@ -75,6 +76,24 @@ pub struct EncoderConfig {
     pub content_light: Option<ContentLight>,
     /// Further `key=value` parameters in the encoder app's syntax.
     pub extra: Vec<(String, String)>,
+}
+
+/// The product's presets keep the meaning they had with SVT-AV1 1.4 (the speed and
+/// quality trade-off users chose them for). SVT-AV1 2.3 renumbered its presets: its
+/// 6..=10 do what 2.2's 7..=11 did, and its 11 what 2.2's 12 and 13 did. Measured
+/// here (BENCHMARKS.md), 2.3's preset 7 is at least as efficient as 1.4's 8 and still
+/// much faster, while 2.3's 8 loses about 8% in BD-rate: so preset P becomes P − 1 for
+/// 7..=12 and 13 becomes 11 on 2.3; the slow presets 0..=6 keep their numbers.
+pub fn library_preset(preset: i8) -> i8 {
+    if cfg!(svt_preset_shift) {
+        match preset {
+            7..=12 => preset - 1,
+            13 => 11,
+            p => p,
+        }
+    } else {
+        preset
+    }
 }
 
 impl EncoderConfig {
@@ -114,12 +133,16 @@ impl EncoderConfig {
         set("input-depth", self.bit_depth.to_string());
         set("fps-num", self.fps_num.to_string());
         set("fps-denom", self.fps_den.to_string());
-        set("preset", self.preset.to_string());
+        set("preset", library_preset(self.preset).to_string());
         set("crf", self.crf.to_string());
         if self.keyint > 0 {
             set("keyint", self.keyint.to_string());
         }
+        // 1.4: logical processors to use; 2.3 and later: a level of parallelism 1..=6.
+        #[cfg(not(svt_lp_levels))]
         set("lp", self.threads.to_string());
+        #[cfg(svt_lp_levels)]
+        set("lp", self.threads.min(6).to_string());
         if self.film_grain > 0 {
             set("film-grain", self.film_grain.to_string());
         }

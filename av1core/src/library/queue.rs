@@ -715,37 +715,14 @@ impl Queue {
         // a file that no longer exists.
         tx.execute("DELETE FROM files WHERE path = ?1 AND id <> ?2", params![path_str(&done.path)?, file_id])
             .map_err(Error::db("completing a replacement"))?;
-        let attempt: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM attempts WHERE file_id = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
-                [file_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(Error::db("completing a replacement"))?;
         // The result is in place whatever the row says meanwhile: the disk is the truth.
-        let outcome = Outcome::Done(done.clone());
-        finish_row(&tx, file_id, attempt.unwrap_or(0), &outcome, false)?;
-        tx.execute("DELETE FROM replacements WHERE file_id = ?1", [file_id])
-            .map_err(Error::db("completing a replacement"))?;
-        tx.commit().map_err(Error::db("completing a replacement"))
+        end_replacement(tx, file_id, &Outcome::Done(done.clone()))
     }
 
     /// Forgets a replacement that was undone; the file goes back to `outcome`.
     pub fn abandon_replacement(&mut self, file_id: i64, outcome: &Outcome) -> Result<()> {
         let tx = self.conn.transaction().map_err(Error::db("undoing a replacement"))?;
-        let attempt: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM attempts WHERE file_id = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
-                [file_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(Error::db("undoing a replacement"))?;
-        finish_row(&tx, file_id, attempt.unwrap_or(0), outcome, false)?;
-        tx.execute("DELETE FROM replacements WHERE file_id = ?1", [file_id])
-            .map_err(Error::db("undoing a replacement"))?;
-        tx.commit().map_err(Error::db("undoing a replacement"))
+        end_replacement(tx, file_id, outcome)
     }
 
     /// Files per status and bytes saved, under `roots` (all when empty).
@@ -853,6 +830,23 @@ impl Queue {
             .map_err(Error::db("listing files"))?;
         rows.collect::<std::result::Result<_, _>>().map_err(Error::db("listing files"))
     }
+}
+
+/// Records `outcome` for the file of a replacement record (and its open attempt),
+/// drops the record, and commits.
+fn end_replacement(tx: rusqlite::Transaction<'_>, file_id: i64, outcome: &Outcome) -> Result<()> {
+    let attempt: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM attempts WHERE file_id = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+            [file_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(Error::db("ending a replacement"))?;
+    finish_row(&tx, file_id, attempt.unwrap_or(0), outcome, false)?;
+    tx.execute("DELETE FROM replacements WHERE file_id = ?1", [file_id])
+        .map_err(Error::db("ending a replacement"))?;
+    tx.commit().map_err(Error::db("ending a replacement"))
 }
 
 /// `root IN (?1, ?2, ...)` for `n` roots, or always true for none.
