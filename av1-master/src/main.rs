@@ -1,17 +1,139 @@
-//! `av1-master`: the coordinator of a distributed library transcode (HTTP API, SQLite
-//! queue, scanner, replacement, web UI). Not built yet: this issue delivers the
-//! transcode core it will stand on. For now it reports the encoder it would use.
+//! `av1-master`: owns the library — the SQLite queue, the scanner and the HTTP API
+//! (`/api/v1`, `/healthz`, `/metrics`). Workers, leases, replacement of their results
+//! and the web UI build on this.
+//!
+//! start-up: open the queue, finish or undo interrupted replacements ─▶ listen ─▶ scanner
+//! thread (at start, every SCAN_INTERVAL minutes, on `POST /api/v1/scan`) ─▶ a bounded
+//! pool of HTTP threads, each with its own queue connection (WAL: readers never block).
 
+mod api;
+mod http;
+mod scanner;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use av1core::library::{queue::Queue, replace, scan};
 use clap::Parser;
 
-#[derive(Parser)]
-#[command(version, about = "Coordinates AV1 transcoding of a media library (not built yet)")]
-struct Cli {}
+#[derive(Parser, Debug, Clone)]
+#[command(version = version(), about = "Owns a video library's AV1 transcode: queue, scanner, HTTP API")]
+pub struct Config {
+    /// Library directories.
+    #[arg(env = "MEDIA_DIRS", value_delimiter = ',', required = true)]
+    pub media_dirs: Vec<PathBuf>,
+    /// Address to listen on. Anything but loopback needs AV1_TOKEN.
+    #[arg(long, env = "WEB_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, env = "WEB_PORT", default_value_t = 8090)]
+    pub port: u16,
+    /// Shared secret: every API call must send `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "AV1_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Listen beyond loopback without a token (anyone on the network controls the library).
+    #[arg(long)]
+    pub insecure_no_token: bool,
+    /// Queue database [default: $XDG_STATE_HOME/av1/master.sqlite].
+    #[arg(long, env = "AV1_DB")]
+    pub db: Option<PathBuf>,
+    /// Minutes between scans of the library (0: only at start and on request).
+    #[arg(long, env = "SCAN_INTERVAL", default_value_t = 60)]
+    pub scan_interval: u64,
+    /// HTTP threads (requests served at the same time).
+    #[arg(long, default_value_t = 8)]
+    pub http_threads: usize,
+    /// SVT-AV1 preset for the plans the scanner makes.
+    #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
+    pub preset: i8,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _ = Cli::parse();
-    anyhow::bail!(
-        "av1-master is not built yet; use `av1-worker transcode` (SVT-AV1 {})",
-        av1core::encode::svt::version()
+fn version() -> &'static str {
+    Box::leak(
+        format!("{} (SVT-AV1 {})", env!("CARGO_PKG_VERSION"), av1core::encode::svt::version())
+            .into_boxed_str(),
     )
+}
+
+fn main() -> std::process::ExitCode {
+    if std::env::var_os("SVT_LOG").is_none() {
+        std::env::set_var("SVT_LOG", "1");
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(Config::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.token.as_deref().is_some_and(str::is_empty) {
+        bail!("AV1_TOKEN is set but empty");
+    }
+    if !cfg.bind.is_loopback() && cfg.token.is_none() && !cfg.insecure_no_token {
+        bail!(
+            "refusing to listen on {} without AV1_TOKEN: anyone who can reach it could control the library \
+             (set AV1_TOKEN, listen on 127.0.0.1, or pass --insecure-no-token)",
+            cfg.bind
+        );
+    }
+    let roots = scan::canonical_roots(&cfg.media_dirs)?;
+    let db = cfg.db.clone().unwrap_or_else(default_db);
+    let mut queue = Queue::open(&db).with_context(|| format!("opening the queue {}", db.display()))?;
+    for r in replace::recover(&mut queue)? {
+        tracing::info!("interrupted replacement handled at start: {r:?}");
+    }
+    drop(queue);
+
+    let settings = av1core::Settings { preset: cfg.preset, ..av1core::Settings::default() };
+    settings.validate()?;
+    let scanner = Arc::new(scanner::Scanner::start(
+        db.clone(),
+        roots.clone(),
+        settings,
+        (cfg.scan_interval > 0).then(|| Duration::from_secs(cfg.scan_interval * 60)),
+    ));
+
+    let server = http::listen(SocketAddr::new(cfg.bind, cfg.port))?;
+    let addr = server.server_addr().to_ip().context("not an IP listener")?;
+    tracing::info!("listening on http://{addr} (library: {:?}, queue: {})", roots, db.display());
+    let state = Arc::new(api::State { db, roots, token: cfg.token.clone(), scanner });
+
+    // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed
+    // SQLite transaction; nothing is half done).
+    if let Err(e) = ctrlc::set_handler(|| api::STOP.store(true, std::sync::atomic::Ordering::Relaxed)) {
+        tracing::warn!("no signal handler: {e}");
+    }
+    std::thread::scope(|s| {
+        for i in 0..cfg.http_threads.max(1) {
+            let server = server.clone();
+            let state = state.clone();
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn_scoped(s, move || api::serve(&server, &state))
+                .expect("spawning an HTTP thread");
+        }
+    });
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `$XDG_STATE_HOME/av1/master.sqlite`, else `~/.local/state/av1/master.sqlite`.
+fn default_db() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state")
+    });
+    state.join("av1/master.sqlite")
 }

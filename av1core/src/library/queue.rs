@@ -299,6 +299,60 @@ pub struct FileRow {
 /// A file's recorded backup, and the (size, mtime) of its last result.
 pub type BackupInfo = (Option<PathBuf>, Option<(u64, i64)>);
 
+/// How to sort a listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    #[default]
+    Name,
+    Size,
+    Status,
+    /// Bytes saved (done files first when descending).
+    Savings,
+    /// The order the queue works in: running, then by priority and age.
+    Queue,
+}
+
+impl std::str::FromStr for Sort {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Sort> {
+        match s {
+            "name" => Ok(Sort::Name),
+            "size" => Ok(Sort::Size),
+            "status" => Ok(Sort::Status),
+            "savings" => Ok(Sort::Savings),
+            "queue" => Ok(Sort::Queue),
+            _ => Err(Error::Config(format!("sort must be name, size, status, savings or queue, not {s:?}"))),
+        }
+    }
+}
+
+/// What to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<Status>,
+    /// A piece of the path, matched literally anywhere in it.
+    pub search: Option<String>,
+    pub sort: Sort,
+    pub descending: bool,
+    /// 1-based.
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl Default for ListQuery {
+    fn default() -> ListQuery {
+        ListQuery { status: None, search: None, sort: Sort::Name, descending: false, page: 1, per_page: 50 }
+    }
+}
+
+/// A page of a listing and how many files match in all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub total: u64,
+    pub rows: Vec<FileRow>,
+}
+
 /// The queue database.
 pub struct Queue {
     conn: Connection,
@@ -791,17 +845,46 @@ impl Queue {
 
     /// Files with `status` (all when `None`), by path.
     pub fn list(&self, status: Option<Status>) -> Result<Vec<FileRow>> {
+        let q = ListQuery { status, per_page: u32::MAX, ..ListQuery::default() };
+        Ok(self.page(&q)?.rows)
+    }
+
+    /// One page of the listing: filtered by status and by a piece of the path, sorted,
+    /// with the number of matching files.
+    pub fn page(&self, q: &ListQuery) -> Result<Page> {
+        let search = q.search.as_deref().filter(|s| !s.is_empty()).map(|s| {
+            let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR path LIKE ?2 ESCAPE '\\')";
+        let status = q.status.map(Status::as_str);
+        let total: i64 = self
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM files WHERE {filter}"), params![status, search], |r| {
+                r.get(0)
+            })
+            .map_err(Error::db("listing files"))?;
+        let order = match q.sort {
+            Sort::Name => "path",
+            Sort::Size => "size",
+            Sort::Status => "status",
+            Sort::Savings => "CASE WHEN status = 'done' THEN original_size - output_size END",
+            Sort::Queue => "status = 'running' DESC, priority DESC, mtime_ns",
+        };
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let per_page = i64::from(q.per_page.max(1));
+        let offset = i64::from(q.page.max(1) - 1).saturating_mul(per_page);
         let mut st = self
             .conn
-            .prepare(
+            .prepare_cached(&format!(
                 "SELECT id, path, size, status, reason, detail, priority, attempts, container, video_codec,
                      width, height, hdr, duration, audio, crf, original_path, original_size, output_size,
                      backup_path
-                 FROM files WHERE ?1 IS NULL OR status = ?1 ORDER BY path",
-            )
+                 FROM files WHERE {filter} ORDER BY {order} {dir}, id {dir} LIMIT ?3 OFFSET ?4"
+            ))
             .map_err(Error::db("listing files"))?;
         let rows = st
-            .query_map([status.map(Status::as_str)], |r| {
+            .query_map(params![status, search, per_page, offset], |r| {
                 Ok(FileRow {
                     id: r.get(0)?,
                     path: r.get::<_, String>(1)?.into(),
@@ -828,7 +911,8 @@ impl Queue {
                 })
             })
             .map_err(Error::db("listing files"))?;
-        rows.collect::<std::result::Result<_, _>>().map_err(Error::db("listing files"))
+        let rows = rows.collect::<std::result::Result<_, _>>().map_err(Error::db("listing files"))?;
+        Ok(Page { total: total as u64, rows })
     }
 }
 
@@ -1044,6 +1128,35 @@ mod tests {
         assert_eq!(q.counts(&[]).unwrap().pending, 4);
         assert!(q.set_status(b, Status::Skipped, Some("by hand")).unwrap());
         assert_eq!(q.list(Some(Status::Skipped)).unwrap().iter().filter(|f| f.id == b).count(), 1);
+    }
+
+    #[test]
+    fn pages_filter_search_and_sort() {
+        let mut q = Queue::open_in_memory().unwrap();
+        for (name, size) in [("b_1.mkv", 30), ("a%2.mkv", 10), ("c3.mkv", 20), ("other.mkv", 5)] {
+            q.upsert(&examined(&format!("/lib/{name}"), size, 1, Verdict::Encode)).unwrap();
+        }
+        let names = |p: Page| {
+            p.rows
+                .iter()
+                .map(|r| r.path.file_name().unwrap().to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let all = q.page(&ListQuery { per_page: 2, ..ListQuery::default() }).unwrap();
+        assert_eq!(all.total, 4);
+        assert_eq!(names(all), ["a%2.mkv", "b_1.mkv"]);
+        let second = q.page(&ListQuery { per_page: 2, page: 2, ..ListQuery::default() }).unwrap();
+        assert_eq!(names(second), ["c3.mkv", "other.mkv"]);
+        let by_size =
+            q.page(&ListQuery { sort: Sort::Size, descending: true, ..ListQuery::default() }).unwrap();
+        assert_eq!(names(by_size)[0], "b_1.mkv");
+        // Search is literal: % and _ match themselves only.
+        let pct = q.page(&ListQuery { search: Some("%".into()), ..ListQuery::default() }).unwrap();
+        assert_eq!(names(pct), ["a%2.mkv"]);
+        let underscore = q.page(&ListQuery { search: Some("_".into()), ..ListQuery::default() }).unwrap();
+        assert_eq!(names(underscore), ["b_1.mkv"]);
+        let none = q.page(&ListQuery { status: Some(Status::Done), ..ListQuery::default() }).unwrap();
+        assert_eq!(none.total, 0);
     }
 
     #[test]

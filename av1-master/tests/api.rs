@@ -1,0 +1,183 @@
+//! The master as a process on loopback, driven over real HTTP: token, scan, stats,
+//! listing, limits, metrics, and the refusal to listen publicly without a token.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "s3cret-token";
+
+fn ffmpeg(dir: &Path, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .current_dir(dir)
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A running master; killed when dropped.
+struct Master {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn master(lib: &Path, db: &Path) -> Master {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_av1-master"))
+        .env("SVT_LOG", "1")
+        .env("RUST_LOG", "info")
+        .env("AV1_TOKEN", TOKEN)
+        .env_remove("MEDIA_DIRS")
+        .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
+        .arg(db)
+        .arg(lib)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the master says where it listens");
+    Master { child, base: format!("http://{addr}") }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// GET with the token: status and JSON (or text as a JSON string).
+fn get(m: &Master, path: &str) -> (u16, serde_json::Value) {
+    let mut r = agent()
+        .get(format!("{}{path}", m.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[test]
+fn api_serves_the_queue_behind_a_token() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(lib.join("Series")).unwrap();
+    for name in ["Film one.mp4", "Series/Episode_1.mkv"] {
+        ffmpeg(&lib, &["-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1", "-c:v", "libx264", name]);
+    }
+    std::fs::write(lib.join("Broken.mkv"), vec![7u8; 2048]).unwrap();
+    let m = master(&lib, &d.path().join("master.sqlite"));
+
+    // Health needs no token; everything else does, compared exactly.
+    let health = agent().get(format!("{}/healthz", m.base)).call().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    for auth in [None, Some("Bearer wrong"), Some("Bearer s3cret-toke"), Some(TOKEN)] {
+        let mut req = agent().get(format!("{}/api/v1/stats", m.base));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        assert_eq!(req.call().unwrap().status().as_u16(), 401, "{auth:?}");
+    }
+
+    // The scan at start fills the queue.
+    let start = Instant::now();
+    let stats = loop {
+        let (status, stats) = get(&m, "/api/v1/stats");
+        assert_eq!(status, 200);
+        if stats["scanner"]["scans"].as_u64() >= Some(1) {
+            break stats;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no scan finished: {stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (stats["total"].as_u64(), stats["pending"].as_u64(), stats["failed"].as_u64()),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(stats["bytes_saved"], 0);
+    assert!(stats["library_bytes"].as_u64().unwrap() > 2048);
+
+    // Listing: filter, literal search, sort, paging; paths come back, never go in URLs.
+    let (_, failed) = get(&m, "/api/v1/files?status=failed");
+    assert_eq!(failed["total"], 1);
+    assert!(failed["files"][0]["detail"].as_str().unwrap().contains("Broken.mkv"));
+    let (_, found) = get(&m, "/api/v1/files?q=Episode_");
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["files"][0]["summary"]["video_codec"], "h264");
+    let (_, page) = get(&m, "/api/v1/files?sort=size&order=desc&per_page=1&page=2");
+    assert_eq!((page["total"].as_u64(), page["files"].as_array().unwrap().len()), (Some(3), 1));
+    let (status, bad) = get(&m, "/api/v1/files?status=nonsense");
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(get(&m, "/api/v1/files?per_page=100000").0, 400);
+    assert_eq!(get(&m, "/api/v1/../../etc/passwd").0, 404);
+    assert_eq!(get(&m, "/api/v1/scan").0, 405);
+
+    // A new file appears after a requested scan.
+    ffmpeg(&lib, &["-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1", "-c:v", "libx264", "New.mkv"]);
+    let mut r = agent()
+        .post(format!("{}/api/v1/scan", m.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.body_mut().read_to_string().unwrap());
+    let start = Instant::now();
+    loop {
+        let (_, stats) = get(&m, "/api/v1/stats");
+        if stats["total"] == 4 && stats["scanner"]["scans"].as_u64() >= Some(2) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the requested scan did not find New.mkv");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Oversized bodies are refused.
+    let big = vec![b'x'; 2 << 20];
+    let r = agent()
+        .post(format!("{}/api/v1/scan", m.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send(&big[..]);
+    // The server may answer 413 or close the connection while the body is still coming.
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+
+    let (status, metrics) = get(&m, "/metrics");
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains("av1_files{status=\"pending\"} 3"), "{metrics}");
+    assert!(metrics.contains("av1_files{status=\"failed\"} 1"), "{metrics}");
+    assert!(metrics.contains("av1_scans_total 2"), "{metrics}");
+}
+
+#[test]
+fn refuses_to_listen_publicly_without_a_token() {
+    let d = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_av1-master"))
+        .env_remove("AV1_TOKEN")
+        .env_remove("MEDIA_DIRS")
+        .args(["--bind", "0.0.0.0", "--port", "0", "--db"])
+        .arg(d.path().join("q.sqlite"))
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0 without AV1_TOKEN"), "{err}");
+    assert!(!d.path().join("q.sqlite").exists(), "nothing started");
+}
