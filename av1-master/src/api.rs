@@ -6,7 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use av1core::library::queue::{ListQuery, Queue, Sort, Status};
+use av1core::library::queue::{
+    FileOrder, Heartbeat, LeaseReply, ListQuery, Outcome, Queue, Sort, Status, WorkerInfo,
+};
+use av1core::SkipReason;
+use serde::Deserialize;
 use serde::Serialize;
 use tiny_http::{Method, Request, Server};
 
@@ -19,6 +23,9 @@ pub struct State {
     pub roots: Vec<PathBuf>,
     pub token: Option<String>,
     pub scanner: Arc<Scanner>,
+    /// A lease not renewed within this is given back to the queue.
+    pub lease_timeout: Duration,
+    pub order: FileOrder,
 }
 
 /// Set by the signal handler: the HTTP threads finish their request and return.
@@ -65,7 +72,7 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
     }
     // Bodies are read (and bounded) before anything else, so an oversized one is
     // refused whatever the route.
-    let _body = match http::body(&mut request, http::MAX_BODY) {
+    let body = match http::body(&mut request, http::MAX_BODY) {
         Ok(b) => b,
         Err(reply) => return http::send(request, reply),
     };
@@ -77,10 +84,26 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             let queued = state.scanner.trigger();
             Reply::json(202, &serde_json::json!({ "queued": queued, "scanner": state.scanner.state() }))
         }
-        (_, "/metrics" | "/api/v1/stats" | "/api/v1/files" | "/api/v1/scan") => {
+        (Method::Get, "/api/v1/workers") => match queue.workers() {
+            Ok(w) => Reply::json(200, &serde_json::json!({ "workers": w, "now": now_ms() })),
+            Err(e) => Reply::error(500, e.to_string()),
+        },
+        (Method::Post, "/api/v1/workers/register") => register(queue, state, &body),
+        (Method::Post, "/api/v1/jobs/claim") => claim(queue, state, &body),
+        (_, "/metrics" | "/api/v1/stats" | "/api/v1/files" | "/api/v1/scan" | "/api/v1/workers")
+        | (_, "/api/v1/workers/register" | "/api/v1/jobs/claim") => {
             Reply::error(405, format!("{method} is not allowed here"))
         }
-        _ => Reply::error(404, format!("no such endpoint: {path}")),
+        _ => match (method, by_id(path)) {
+            (Method::Post, Some(("jobs", id, action))) => job_call(queue, state, id, action, &body),
+            (Method::Post, Some(("files", id, "cancel"))) => match queue.request_cancel(id) {
+                Ok(true) => Reply::json(200, &serde_json::json!({ "cancelling": id })),
+                Ok(false) => Reply::error(409, "nothing to cancel: the file is neither pending nor running"),
+                Err(e) => Reply::error(500, e.to_string()),
+            },
+            (Method::Post, Some(("workers", id, "fade-out"))) => fade_out(queue, id, &body),
+            _ => Reply::error(404, format!("no such endpoint: {path}")),
+        },
     };
     http::send(request, reply);
 }
@@ -211,4 +234,133 @@ fn metrics(queue: &Queue, state: &State) -> Reply {
     out.push_str("# HELP av1_scan_running Whether a scan is running.\n# TYPE av1_scan_running gauge\n");
     out.push_str(&format!("av1_scan_running {}\n", u8::from(scan.running)));
     Reply::text(200, out)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `/api/v1/{kind}/{id}/{action}` with a numeric id.
+fn by_id(path: &str) -> Option<(&str, i64, &str)> {
+    let mut parts = path.strip_prefix("/api/v1/")?.split('/');
+    let (kind, id, action) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((kind, id.parse().ok()?, action))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| Reply::error(400, format!("malformed JSON body: {e}")))
+}
+
+/// `POST /api/v1/workers/register` with `{"name", "host", "cores", "memory", "encoder", "version"}`.
+fn register(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
+    let info: WorkerInfo = match parse(body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match queue.register_worker(&info) {
+        Ok(id) => Reply::json(
+            200,
+            &serde_json::json!({
+                "worker_id": id,
+                "lease_timeout_seconds": state.lease_timeout.as_secs_f64(),
+                "heartbeat_seconds": heartbeat_every(state.lease_timeout).as_secs_f64(),
+            }),
+        ),
+        Err(e @ av1core::Error::Config(_)) => Reply::error(400, e.to_string()),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+/// How often workers should send heartbeats: several per lease.
+pub fn heartbeat_every(lease: Duration) -> Duration {
+    (lease / 6).clamp(Duration::from_millis(200), Duration::from_secs(10))
+}
+
+#[derive(Deserialize)]
+struct ClaimBody {
+    worker_id: i64,
+}
+
+/// `POST /api/v1/jobs/claim` with `{"worker_id"}`: 200 and the job with its lease, or 204.
+fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
+    let c: ClaimBody = match parse(body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match queue.claim_for(c.worker_id, state.order, state.lease_timeout) {
+        Ok(Some(claimed)) => Reply::json(200, &claimed),
+        Ok(None) => Reply { status: 204, body: Vec::new(), content_type: "application/json" },
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct JobBody {
+    lease: String,
+    #[serde(default)]
+    phase: String,
+    #[serde(default)]
+    progress: serde_json::Value,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    reason: Option<SkipReason>,
+    #[serde(default)]
+    detail: String,
+}
+
+/// `POST /api/v1/jobs/{id}/heartbeat|fail|skip|cancelled` with `{"lease", ...}`; 409 for a
+/// lease that is not the job's current one (nothing changes).
+fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]) -> Reply {
+    let b: JobBody = match parse(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let stale = || Reply::error(409, "not the current lease of this job: drop it");
+    let outcome = match action {
+        "heartbeat" => {
+            let beat = Heartbeat { phase: b.phase, progress: b.progress };
+            return match queue.heartbeat(id, &b.lease, state.lease_timeout, &beat) {
+                Ok(LeaseReply::Renewed { cancel, expires }) => {
+                    Reply::json(200, &serde_json::json!({ "cancel": cancel, "expires": expires }))
+                }
+                Ok(LeaseReply::Stale) => stale(),
+                Err(e) => Reply::error(500, e.to_string()),
+            };
+        }
+        "fail" if !b.error.is_empty() => Outcome::Failed { error: b.error },
+        "fail" => return Reply::error(400, "a failure needs its error"),
+        "skip" => match b.reason {
+            Some(reason) => Outcome::Skipped { reason, detail: b.detail },
+            None => return Reply::error(400, "a skip needs its reason"),
+        },
+        "cancelled" => Outcome::Cancelled { detail: "cancelled on request".into() },
+        _ => return Reply::error(404, format!("no such job call: {action}")),
+    };
+    match queue.finish_leased(id, &b.lease, &outcome) {
+        Ok(true) => Reply::json(200, &serde_json::json!({ "status": outcome.status() })),
+        Ok(false) => stale(),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct FadeBody {
+    fade_out: bool,
+}
+
+/// `POST /api/v1/workers/{id}/fade-out` with `{"fade_out": true|false}`.
+fn fade_out(queue: &mut Queue, id: i64, body: &[u8]) -> Reply {
+    let f: FadeBody = match parse(body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match queue.set_fade_out(id, f.fade_out) {
+        Ok(true) => Reply::json(200, &serde_json::json!({ "worker_id": id, "fade_out": f.fade_out })),
+        Ok(false) => Reply::error(404, format!("no worker {id}")),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
 }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use av1core::library::{queue::Queue, replace, scan};
+use av1core::library::queue::{FileOrder, Queue};
+use av1core::library::{replace, scan};
 use clap::Parser;
 
 #[derive(Parser, Debug, Clone)]
@@ -46,6 +47,12 @@ pub struct Config {
     /// HTTP threads (requests served at the same time).
     #[arg(long, default_value_t = 8)]
     pub http_threads: usize,
+    /// Seconds a worker's lease lasts without a heartbeat before its job goes back to the queue.
+    #[arg(long, env = "LEASE_TIMEOUT", default_value_t = 60)]
+    pub lease_timeout: u64,
+    /// Which pending file comes first: oldest, newest, largest, smallest.
+    #[arg(long, env = "FILE_ORDER", default_value = "oldest")]
+    pub file_order: String,
     /// SVT-AV1 preset for the plans the scanner makes.
     #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
     pub preset: i8,
@@ -109,7 +116,10 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let server = http::listen(SocketAddr::new(cfg.bind, cfg.port))?;
     let addr = server.server_addr().to_ip().context("not an IP listener")?;
     tracing::info!("listening on http://{addr} (library: {:?}, queue: {})", roots, db.display());
-    let state = Arc::new(api::State { db, roots, token: cfg.token.clone(), scanner });
+    let order: FileOrder = cfg.file_order.parse()?;
+    let lease_timeout = Duration::from_secs(cfg.lease_timeout.max(1));
+    spawn_lease_keeper(db.clone());
+    let state = Arc::new(api::State { db, roots, token: cfg.token.clone(), scanner, lease_timeout, order });
 
     // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed
     // SQLite transaction; nothing is half done).
@@ -128,6 +138,39 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     });
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every second, gives back the jobs whose lease ran out (or fails them after the
+/// last attempt).
+fn spawn_lease_keeper(db: PathBuf) {
+    std::thread::Builder::new()
+        .name("leases".into())
+        .spawn(move || {
+            let mut queue = None;
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if queue.is_none() {
+                    queue = Queue::open(&db).map_err(|e| tracing::error!("lease keeper: {e}")).ok();
+                }
+                if let Some(q) = queue.as_mut() {
+                    match q.expire_leases() {
+                        Ok((requeued, failed)) => {
+                            for id in requeued {
+                                tracing::warn!(file = id, "lease ran out: the file is back in the queue");
+                            }
+                            for id in failed {
+                                tracing::warn!(
+                                    file = id,
+                                    "lease ran out on the last attempt: the file failed"
+                                );
+                            }
+                        }
+                        Err(e) => tracing::error!("expiring leases: {e}"),
+                    }
+                }
+            }
+        })
+        .expect("spawning the lease keeper");
 }
 
 /// `$XDG_STATE_HOME/av1/master.sqlite`, else `~/.local/state/av1/master.sqlite`.

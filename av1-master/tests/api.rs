@@ -32,6 +32,10 @@ impl Drop for Master {
 }
 
 fn master(lib: &Path, db: &Path) -> Master {
+    master_with(lib, db, &[])
+}
+
+fn master_with(lib: &Path, db: &Path, extra: &[&str]) -> Master {
     let mut child = Command::new(env!("CARGO_BIN_EXE_av1-master"))
         .env("SVT_LOG", "1")
         .env("RUST_LOG", "info")
@@ -40,6 +44,7 @@ fn master(lib: &Path, db: &Path) -> Master {
         .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
         .arg(db)
         .arg(lib)
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -163,6 +168,104 @@ fn api_serves_the_queue_behind_a_token() {
     assert!(metrics.contains("av1_files{status=\"pending\"} 3"), "{metrics}");
     assert!(metrics.contains("av1_files{status=\"failed\"} 1"), "{metrics}");
     assert!(metrics.contains("av1_scans_total 2"), "{metrics}");
+}
+
+/// POST JSON with the token: status and JSON.
+fn post(m: &Master, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut r = agent()
+        .post(format!("{}{path}", m.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn leases_over_http_only_the_current_one_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    ffmpeg(&lib, &["-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1", "-c:v", "libx264", "Film.mkv"]);
+    let m = master_with(&lib, &d.path().join("master.sqlite"), &["--lease-timeout", "1"]);
+    wait_for("the first scan", || get(&m, "/api/v1/stats").1["pending"] == 1);
+
+    let (status, reg) =
+        post(&m, "/api/v1/workers/register", serde_json::json!({"name": "w1", "host": "box", "cores": 2}));
+    assert_eq!(status, 200, "{reg}");
+    let worker = reg["worker_id"].as_i64().unwrap();
+    assert!(reg["heartbeat_seconds"].as_f64().unwrap() < 1.0);
+    let (status, job) = post(&m, "/api/v1/jobs/claim", serde_json::json!({ "worker_id": worker }));
+    assert_eq!(status, 200, "{job}");
+    let (id, lease) = (job["job"]["file_id"].as_i64().unwrap(), job["lease"].as_str().unwrap().to_owned());
+    assert!(job["job"]["path"].as_str().unwrap().ends_with("Film.mkv"));
+    assert_eq!(
+        post(&m, "/api/v1/jobs/claim", serde_json::json!({ "worker_id": worker })).0,
+        204,
+        "nothing left"
+    );
+
+    let beat = |lease: &str| {
+        post(
+            &m,
+            &format!("/api/v1/jobs/{id}/heartbeat"),
+            serde_json::json!({"lease": lease, "phase": "encoding", "progress": {"percent": 40}}),
+        )
+    };
+    let (status, reply) = beat(&lease);
+    assert_eq!((status, reply["cancel"].as_bool()), (200, Some(false)));
+    assert_eq!(beat("not-the-lease").0, 409);
+    let (status, _) = post(
+        &m,
+        &format!("/api/v1/jobs/{id}/fail"),
+        serde_json::json!({"lease": "not-the-lease", "error": "x"}),
+    );
+    assert_eq!(status, 409, "a foreign lease changes nothing");
+    let (_, workers) = get(&m, "/api/v1/workers");
+    assert_eq!(workers["workers"][0]["phase"], "encoding");
+    assert_eq!(workers["workers"][0]["progress"]["percent"], 40);
+    assert_eq!(workers["workers"][0]["file_id"], id);
+    assert_eq!(post(&m, "/api/v1/jobs/abc/heartbeat", serde_json::json!({"lease": lease})).0, 404);
+    assert_eq!(post(&m, "/api/v1/jobs/claim", serde_json::json!({"worker": "nope"})).0, 400);
+
+    // No heartbeat: the lease runs out and the file goes back, its attempt counted.
+    wait_for("the lease to run out", || get(&m, "/api/v1/stats").1["pending"] == 1);
+    let (_, files) = get(&m, "/api/v1/files");
+    assert_eq!(files["files"][0]["attempts"], 1);
+    assert_eq!(beat(&lease).0, 409, "the old lease is stale");
+
+    // A new claim, a cancel from the API reaches the worker at its next heartbeat.
+    let (_, job) = post(&m, "/api/v1/jobs/claim", serde_json::json!({ "worker_id": worker }));
+    let lease2 = job["lease"].as_str().unwrap().to_owned();
+    assert_ne!(lease2, lease);
+    assert_eq!(post(&m, &format!("/api/v1/files/{id}/cancel"), serde_json::json!({})).0, 200);
+    assert_eq!(beat(&lease2).1["cancel"], true);
+    let (status, done) =
+        post(&m, &format!("/api/v1/jobs/{id}/cancelled"), serde_json::json!({"lease": lease2}));
+    assert_eq!((status, done["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(
+        post(&m, &format!("/api/v1/jobs/{id}/cancelled"), serde_json::json!({"lease": lease2})).0,
+        409,
+        "replayed"
+    );
+    assert_eq!(get(&m, "/api/v1/stats").1["cancelled"], 1);
+
+    // Fade-out: the worker gets nothing new.
+    assert_eq!(
+        post(&m, &format!("/api/v1/workers/{worker}/fade-out"), serde_json::json!({"fade_out": true})).0,
+        200
+    );
+    assert_eq!(post(&m, "/api/v1/workers/99/fade-out", serde_json::json!({"fade_out": true})).0, 404);
 }
 
 #[test]

@@ -15,9 +15,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::plan::SkipReason;
 
+mod lease;
+pub use lease::{Claimed, Heartbeat, LeaseReply, WorkerInfo, WorkerRow, MAX_ATTEMPTS};
+
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_queue.sql"), include_str!("migrations/0002_output_stamp.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_queue.sql"),
+    include_str!("migrations/0002_output_stamp.sql"),
+    include_str!("migrations/0003_leases.sql"),
+];
 
 /// How long a writer waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

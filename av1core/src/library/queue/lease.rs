@@ -1,0 +1,466 @@
+//! Workers and leases: what the master adds to the queue. A claim hands a pending file
+//! to a worker under a lease id; heartbeats extend it; any call that changes the job
+//! must show the current lease (a stale or foreign one changes nothing); a lease not
+//! renewed in time puts the file back in the queue, and after [`MAX_ATTEMPTS`] attempts
+//! the file fails with the reasons of each.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use super::{finish_in, FileOrder, Job, Outcome, Queue};
+use crate::error::{Error, Result};
+
+/// Attempts a file gets before it fails for good.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// What a worker says about itself when it registers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub host: String,
+    pub cores: Option<u32>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// `SVT-AV1 2.3.0`.
+    pub encoder: Option<String>,
+    pub version: Option<String>,
+}
+
+/// A worker as the master sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub id: i64,
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    /// Unix milliseconds.
+    pub last_seen: i64,
+    pub phase: String,
+    pub fade_out: bool,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    /// The last heartbeat's progress, as the worker sent it.
+    pub progress: Option<serde_json::Value>,
+    /// The file it holds a lease on, if any.
+    pub file_id: Option<i64>,
+}
+
+/// A claimed file and its lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claimed {
+    pub job: Job,
+    pub lease: String,
+    /// Unix milliseconds.
+    pub expires: i64,
+}
+
+/// A heartbeat: where the worker is with the job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// downloading | encoding | uploading
+    pub phase: String,
+    /// Anything the worker reports (percent, fps, ETA, CPU, memory), kept as sent.
+    #[serde(default)]
+    pub progress: serde_json::Value,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseReply {
+    /// Renewed; `cancel` asks the worker to stop the job.
+    Renewed { cancel: bool, expires: i64 },
+    /// Not (or no longer) this lease: the worker must drop the job.
+    Stale,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A fresh lease id: unique and unguessable enough to tell leases apart (the token, not
+/// the lease, keeps strangers out).
+fn new_lease(file_id: i64, attempt_id: i64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    h.update(&file_id.to_le_bytes());
+    h.update(&attempt_id.to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    h.update(&nanos.to_le_bytes());
+    h.finalize().to_hex()[..32].to_owned()
+}
+
+impl Queue {
+    /// Registers (or re-registers, by name) a worker; returns its id.
+    pub fn register_worker(&mut self, w: &WorkerInfo) -> Result<i64> {
+        if w.name.is_empty() || w.name.len() > 200 {
+            return Err(Error::Config("a worker name is 1 to 200 characters".into()));
+        }
+        let t = now_ms();
+        self.conn
+            .execute(
+                "INSERT INTO workers (name, host, cores, memory, encoder, version, registered_at, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (name) DO UPDATE SET host = excluded.host, cores = excluded.cores,
+                     memory = excluded.memory, encoder = excluded.encoder, version = excluded.version,
+                     last_seen = excluded.last_seen, phase = 'idle'",
+                params![w.name, w.host, w.cores, w.memory.map(|m| m as i64), w.encoder, w.version, t],
+            )
+            .map_err(Error::db("registering a worker"))?;
+        self.conn
+            .query_row("SELECT id FROM workers WHERE name = ?1", [&w.name], |r| r.get(0))
+            .map_err(Error::db("registering a worker"))
+    }
+
+    /// Hands the next pending file to `worker` under a new lease valid for `ttl`; none
+    /// when the queue is empty, the worker is fading out or unknown.
+    pub fn claim_for(&mut self, worker: i64, order: FileOrder, ttl: Duration) -> Result<Option<Claimed>> {
+        let known: Option<(String, bool)> = self
+            .conn
+            .query_row("SELECT name, fade_out FROM workers WHERE id = ?1", [worker], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(Error::db("claiming a file"))?;
+        let Some((name, fade_out)) = known else { return Ok(None) };
+        self.touch_worker(worker, None)?;
+        if fade_out {
+            return Ok(None);
+        }
+        let Some(job) = self.claim_next(&name, order, &[], &[])? else { return Ok(None) };
+        let lease = new_lease(job.file_id, job.attempt_id);
+        let expires = now_ms() + ttl.as_millis() as i64;
+        self.conn
+            .execute(
+                "UPDATE files SET lease_id = ?2, lease_worker = ?3, lease_expires = ?4, cancel_requested = 0
+                 WHERE id = ?1 AND status = 'running'",
+                params![job.file_id, lease, worker, expires],
+            )
+            .map_err(Error::db("claiming a file"))?;
+        Ok(Some(Claimed { job, lease, expires }))
+    }
+
+    /// Renews a lease and records the worker's progress; tells it to cancel when asked.
+    pub fn heartbeat(
+        &mut self,
+        file_id: i64,
+        lease: &str,
+        ttl: Duration,
+        beat: &Heartbeat,
+    ) -> Result<LeaseReply> {
+        let expires = now_ms() + ttl.as_millis() as i64;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE files SET lease_expires = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'running'",
+                params![file_id, lease, expires],
+            )
+            .map_err(Error::db("renewing a lease"))?;
+        if n == 0 {
+            return Ok(LeaseReply::Stale);
+        }
+        let (worker, cancel): (Option<i64>, bool) = self
+            .conn
+            .query_row("SELECT lease_worker, cancel_requested FROM files WHERE id = ?1", [file_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(Error::db("renewing a lease"))?;
+        if let Some(w) = worker {
+            self.touch_worker(w, Some(beat))?;
+        }
+        Ok(LeaseReply::Renewed { cancel, expires })
+    }
+
+    /// Records how a leased job ended. False (and nothing changed) when `lease` is not
+    /// the file's current lease.
+    pub fn finish_leased(&mut self, file_id: i64, lease: &str, outcome: &Outcome) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::db("recording a result"))?;
+        let held: Option<(i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT a.id, f.lease_worker FROM files f JOIN attempts a ON a.file_id = f.id
+                 WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
+                 ORDER BY a.id DESC LIMIT 1",
+                params![file_id, lease],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(Error::db("recording a result"))?;
+        let Some((attempt_id, worker)) = held else { return Ok(false) };
+        if !finish_in(&tx, file_id, attempt_id, outcome)? {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE files SET lease_id = NULL, lease_worker = NULL, lease_expires = NULL, cancel_requested = 0
+             WHERE id = ?1",
+            [file_id],
+        )
+        .map_err(Error::db("recording a result"))?;
+        if let Some(w) = worker {
+            let column = match outcome {
+                Outcome::Failed { .. } => "jobs_failed = jobs_failed + 1,",
+                Outcome::Done(_) => "jobs_done = jobs_done + 1,",
+                _ => "",
+            };
+            tx.execute(
+                &format!("UPDATE workers SET {column} phase = 'idle', progress = NULL WHERE id = ?1"),
+                [w],
+            )
+            .map_err(Error::db("recording a result"))?;
+        }
+        tx.commit().map_err(Error::db("recording a result"))?;
+        Ok(true)
+    }
+
+    /// Puts every file whose lease ran out back in the queue (its attempt counted), or
+    /// fails it after [`MAX_ATTEMPTS`] with the reasons of each attempt. Returns the
+    /// ids of the files that were given back, and of those that failed.
+    pub fn expire_leases(&mut self) -> Result<(Vec<i64>, Vec<i64>)> {
+        let t = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::db("expiring leases"))?;
+        let expired: Vec<(i64, u32, Option<i64>)> = {
+            let mut st = tx
+                .prepare(
+                    "SELECT id, attempts, lease_worker FROM files
+                     WHERE status = 'running' AND lease_id IS NOT NULL AND lease_expires < ?1",
+                )
+                .map_err(Error::db("expiring leases"))?;
+            let rows = st
+                .query_map([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(Error::db("expiring leases"))?;
+            rows.collect::<std::result::Result<_, _>>().map_err(Error::db("expiring leases"))?
+        };
+        let (mut requeued, mut failed) = (Vec::new(), Vec::new());
+        for (file_id, attempts, worker) in expired {
+            let worker_name: Option<String> = match worker {
+                Some(w) => tx
+                    .query_row("SELECT name FROM workers WHERE id = ?1", [w], |r| r.get(0))
+                    .optional()
+                    .map_err(Error::db("expiring leases"))?,
+                None => None,
+            };
+            let why = format!(
+                "the lease of {} ran out (no heartbeat)",
+                worker_name.as_deref().unwrap_or("a worker that is gone")
+            );
+            let attempt: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM attempts WHERE file_id = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+                    [file_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(Error::db("expiring leases"))?;
+            let outcome = if attempts >= MAX_ATTEMPTS {
+                // Every attempt's reason, oldest first.
+                let mut st = tx
+                    .prepare("SELECT COALESCE(detail, outcome, '?') FROM attempts WHERE file_id = ?1 AND finished_at IS NOT NULL ORDER BY id")
+                    .map_err(Error::db("expiring leases"))?;
+                let mut reasons: Vec<String> = st
+                    .query_map([file_id], |r| r.get(0))
+                    .map_err(Error::db("expiring leases"))?
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(Error::db("expiring leases"))?;
+                reasons.push(why.clone());
+                let list =
+                    reasons.iter().enumerate().map(|(i, r)| format!("{}: {r}", i + 1)).collect::<Vec<_>>();
+                failed.push(file_id);
+                Outcome::Failed { error: format!("gave up after {attempts} attempts ({})", list.join("; ")) }
+            } else {
+                requeued.push(file_id);
+                Outcome::Requeued { detail: why }
+            };
+            finish_in(&tx, file_id, attempt.unwrap_or(0), &outcome)?;
+            tx.execute(
+                "UPDATE files SET lease_id = NULL, lease_worker = NULL, lease_expires = NULL, cancel_requested = 0
+                 WHERE id = ?1",
+                [file_id],
+            )
+            .map_err(Error::db("expiring leases"))?;
+        }
+        tx.commit().map_err(Error::db("expiring leases"))?;
+        Ok((requeued, failed))
+    }
+
+    /// Asks for a file to stop: a running one is told at its next heartbeat, a pending
+    /// one is cancelled at once. False when there is nothing to cancel.
+    pub fn request_cancel(&mut self, file_id: i64) -> Result<bool> {
+        let running = self
+            .conn
+            .execute("UPDATE files SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'", [file_id])
+            .map_err(Error::db("cancelling"))?;
+        if running == 1 {
+            return Ok(true);
+        }
+        self.set_status(file_id, super::Status::Cancelled, Some("cancelled before it started"))
+    }
+
+    /// Sets a worker's fade-out flag (finish the current job, take no new one).
+    pub fn set_fade_out(&mut self, worker: i64, fade_out: bool) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("UPDATE workers SET fade_out = ?2 WHERE id = ?1", params![worker, fade_out])
+            .map_err(Error::db("changing a worker"))?;
+        Ok(n == 1)
+    }
+
+    /// Every registered worker, by name.
+    pub fn workers(&self) -> Result<Vec<WorkerRow>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT w.id, w.name, w.host, w.cores, w.memory, w.encoder, w.version, w.last_seen, w.phase,
+                     w.fade_out, w.jobs_done, w.jobs_failed, w.progress,
+                     (SELECT f.id FROM files f WHERE f.lease_worker = w.id AND f.status = 'running' LIMIT 1)
+                 FROM workers w ORDER BY w.name",
+            )
+            .map_err(Error::db("listing workers"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(WorkerRow {
+                    id: r.get(0)?,
+                    info: WorkerInfo {
+                        name: r.get(1)?,
+                        host: r.get(2)?,
+                        cores: r.get(3)?,
+                        memory: r.get::<_, Option<i64>>(4)?.map(|m| m as u64),
+                        encoder: r.get(5)?,
+                        version: r.get(6)?,
+                    },
+                    last_seen: r.get(7)?,
+                    phase: r.get(8)?,
+                    fade_out: r.get(9)?,
+                    jobs_done: r.get::<_, i64>(10)? as u64,
+                    jobs_failed: r.get::<_, i64>(11)? as u64,
+                    progress: r.get::<_, Option<String>>(12)?.and_then(|p| serde_json::from_str(&p).ok()),
+                    file_id: r.get(13)?,
+                })
+            })
+            .map_err(Error::db("listing workers"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(Error::db("listing workers"))
+    }
+
+    fn touch_worker(&mut self, worker: i64, beat: Option<&Heartbeat>) -> Result<()> {
+        let t = now_ms();
+        match beat {
+            Some(b) => self.conn.execute(
+                "UPDATE workers SET last_seen = ?2, phase = ?3, progress = ?4 WHERE id = ?1",
+                params![worker, t, b.phase, serde_json::to_string(&b.progress).ok()],
+            ),
+            None => self.conn.execute("UPDATE workers SET last_seen = ?2 WHERE id = ?1", params![worker, t]),
+        }
+        .map_err(Error::db("updating a worker"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Examined, Status, Summary, Verdict};
+    use super::*;
+
+    fn queue_with_one_file() -> (Queue, i64) {
+        let mut q = Queue::open_in_memory().unwrap();
+        let id = q
+            .upsert(&Examined {
+                path: "/lib/a.mkv".into(),
+                root: "/lib".into(),
+                size: 10,
+                mtime_ns: 1,
+                summary: Summary::default(),
+                verdict: Verdict::Encode,
+            })
+            .unwrap();
+        (q, id)
+    }
+
+    fn worker(q: &mut Queue, name: &str) -> i64 {
+        q.register_worker(&WorkerInfo { name: name.into(), host: "h".into(), ..WorkerInfo::default() })
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_current_lease_changes_a_job() {
+        let (mut q, id) = queue_with_one_file();
+        let w = worker(&mut q, "w1");
+        assert_eq!(worker(&mut q, "w1"), w, "registering again keeps the id");
+        let c = q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().unwrap();
+        assert_eq!(c.job.file_id, id);
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+        let beat = Heartbeat { phase: "encoding".into(), progress: serde_json::json!({"percent": 12.5}) };
+        assert!(matches!(
+            q.heartbeat(id, &c.lease, Duration::from_secs(60), &beat).unwrap(),
+            LeaseReply::Renewed { cancel: false, .. }
+        ));
+        assert_eq!(q.heartbeat(id, "forged", Duration::from_secs(60), &beat).unwrap(), LeaseReply::Stale);
+        assert!(!q.finish_leased(id, "forged", &Outcome::Failed { error: "x".into() }).unwrap());
+        assert_eq!(q.list(Some(Status::Running)).unwrap().len(), 1, "a foreign lease changed nothing");
+        let workers = q.workers().unwrap();
+        assert_eq!((workers[0].phase.as_str(), workers[0].file_id), ("encoding", Some(id)));
+        assert_eq!(workers[0].progress.as_ref().unwrap()["percent"], 12.5);
+
+        assert!(q.request_cancel(id).unwrap());
+        assert!(matches!(
+            q.heartbeat(id, &c.lease, Duration::from_secs(60), &beat).unwrap(),
+            LeaseReply::Renewed { cancel: true, .. }
+        ));
+        let cancelled = Outcome::Cancelled { detail: "by request".into() };
+        assert!(q.finish_leased(id, &c.lease, &cancelled).unwrap());
+        assert!(!q.finish_leased(id, &c.lease, &cancelled).unwrap(), "a replayed call changes nothing");
+        assert_eq!(q.heartbeat(id, &c.lease, Duration::from_secs(60), &beat).unwrap(), LeaseReply::Stale);
+        assert_eq!(q.list(Some(Status::Cancelled)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn expired_leases_requeue_then_fail_with_every_reason() {
+        let (mut q, id) = queue_with_one_file();
+        let w = worker(&mut q, "w1");
+        let mut old = None;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let c = q.claim_for(w, FileOrder::Oldest, Duration::ZERO).unwrap().expect("claimable again");
+            assert_eq!(c.job.attempts, attempt);
+            if let Some(old) = old.replace(c.lease.clone()) {
+                assert_ne!(old, c.lease);
+                assert_eq!(
+                    q.heartbeat(id, &old, Duration::from_secs(60), &Heartbeat::default()).unwrap(),
+                    LeaseReply::Stale
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            let (requeued, failed) = q.expire_leases().unwrap();
+            if attempt < MAX_ATTEMPTS {
+                assert_eq!((requeued, failed), (vec![id], vec![]));
+            } else {
+                assert_eq!((requeued, failed), (vec![], vec![id]));
+            }
+        }
+        let row = &q.list(Some(Status::Failed)).unwrap()[0];
+        let detail = row.detail.as_deref().unwrap();
+        assert!(detail.starts_with("gave up after 3 attempts"), "{detail}");
+        assert_eq!(detail.matches("the lease of w1 ran out").count(), 3, "{detail}");
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_fading_worker_gets_nothing_new() {
+        let (mut q, _) = queue_with_one_file();
+        let w = worker(&mut q, "w1");
+        assert!(q.set_fade_out(w, true).unwrap());
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+        assert!(
+            q.claim_for(999, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none(),
+            "unknown worker"
+        );
+        q.set_fade_out(w, false).unwrap();
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_some());
+    }
+}
