@@ -26,6 +26,8 @@ pub struct State {
     /// A lease not renewed within this is given back to the queue.
     pub lease_timeout: Duration,
     pub order: FileOrder,
+    /// How results are checked and placed.
+    pub policy: av1core::library::deliver::Policy,
 }
 
 /// Set by the signal handler: the HTTP threads finish their request and return.
@@ -95,6 +97,7 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             Reply::error(405, format!("{method} is not allowed here"))
         }
         _ => match (method, by_id(path)) {
+            (Method::Post, Some(("jobs", id, "complete"))) => complete(queue, state, id, &body),
             (Method::Post, Some(("jobs", id, action))) => job_call(queue, state, id, action, &body),
             (Method::Post, Some(("files", id, "cancel"))) => match queue.request_cancel(id) {
                 Ok(true) => Reply::json(200, &serde_json::json!({ "cancelling": id })),
@@ -361,6 +364,31 @@ fn fade_out(queue: &mut Queue, id: i64, body: &[u8]) -> Reply {
     match queue.set_fade_out(id, f.fade_out) {
         Ok(true) => Reply::json(200, &serde_json::json!({ "worker_id": id, "fade_out": f.fade_out })),
         Ok(false) => Reply::error(404, format!("no worker {id}")),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CompleteBody {
+    lease: String,
+    #[serde(flatten)]
+    result: av1core::library::deliver::Delivered,
+}
+
+/// `POST /api/v1/jobs/{id}/complete` with `{"lease", "size", "blake3", "frames", "encoder",
+/// "fps", "elapsed"}`: the master checks the result the worker wrote beside the original
+/// (shared storage) and replaces the original; 409 for a stale lease.
+fn complete(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
+    let c: CompleteBody = match parse(body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match av1core::library::deliver::accept(queue, id, &c.lease, &c.result, &state.policy) {
+        Ok(Some(outcome)) => {
+            tracing::info!(file = id, "result: {outcome:?}");
+            Reply::json(200, &serde_json::json!({ "status": outcome.status(), "outcome": outcome }))
+        }
+        Ok(None) => Reply::error(409, "not the current lease of this job: drop it"),
         Err(e) => Reply::error(500, e.to_string()),
     }
 }

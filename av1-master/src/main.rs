@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use av1core::library::queue::{FileOrder, Queue};
-use av1core::library::{replace, scan};
+use av1core::library::{names, replace, scan};
 use clap::Parser;
 
 #[derive(Parser, Debug, Clone)]
@@ -53,6 +53,18 @@ pub struct Config {
     /// Which pending file comes first: oldest, newest, largest, smallest.
     #[arg(long, env = "FILE_ORDER", default_value = "oldest")]
     pub file_order: String,
+    /// A result replaces its original only when at least this many percent smaller.
+    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
+    pub min_savings: f64,
+    /// Keep each original as NAME.bak beside its result.
+    #[arg(long, env = "TESTING_MODE")]
+    pub testing_mode: bool,
+    /// Owner of the results (default: the original's).
+    #[arg(long, env = "PUID", requires = "pgid")]
+    pub puid: Option<u32>,
+    /// Group of the results (default: the original's).
+    #[arg(long, env = "PGID", requires = "puid")]
+    pub pgid: Option<u32>,
     /// SVT-AV1 preset for the plans the scanner makes.
     #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
     pub preset: i8,
@@ -102,6 +114,12 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     for r in replace::recover(&mut queue)? {
         tracing::info!("interrupted replacement handled at start: {r:?}");
     }
+    let requeued = queue.requeue_unleased()?;
+    if requeued > 0 {
+        tracing::info!(
+            "{requeued} file(s) whose result was being checked when the master stopped are queued again"
+        );
+    }
     drop(queue);
 
     let settings = av1core::Settings { preset: cfg.preset, ..av1core::Settings::default() };
@@ -119,7 +137,13 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let order: FileOrder = cfg.file_order.parse()?;
     let lease_timeout = Duration::from_secs(cfg.lease_timeout.max(1));
     spawn_lease_keeper(db.clone());
-    let state = Arc::new(api::State { db, roots, token: cfg.token.clone(), scanner, lease_timeout, order });
+    let policy = av1core::library::deliver::Policy {
+        settings: av1core::Settings { preset: cfg.preset, ..av1core::Settings::default() },
+        min_savings_percent: cfg.min_savings,
+        replace: replace::Options { testing_mode: cfg.testing_mode, owner: cfg.puid.zip(cfg.pgid) },
+    };
+    let state =
+        Arc::new(api::State { db, roots, token: cfg.token.clone(), scanner, lease_timeout, order, policy });
 
     // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed
     // SQLite transaction; nothing is half done).
@@ -154,15 +178,18 @@ fn spawn_lease_keeper(db: PathBuf) {
                 }
                 if let Some(q) = queue.as_mut() {
                     match q.expire_leases() {
-                        Ok((requeued, failed)) => {
-                            for id in requeued {
-                                tracing::warn!(file = id, "lease ran out: the file is back in the queue");
-                            }
-                            for id in failed {
-                                tracing::warn!(
-                                    file = id,
-                                    "lease ran out on the last attempt: the file failed"
-                                );
+                        Ok(expired) => {
+                            for e in expired {
+                                let what = if e.failed {
+                                    "on its last attempt: the file failed"
+                                } else {
+                                    "the file is back in the queue"
+                                };
+                                tracing::warn!(file = e.file_id, "lease ran out, {what}");
+                                // What the worker wrote under that lease is nobody's now.
+                                let staged = names::staged_for_lease(&replace::target_of(&e.path), &e.lease);
+                                let _ = std::fs::remove_file(av1core::transcode::temp_path(&staged));
+                                let _ = std::fs::remove_file(&staged);
                             }
                         }
                         Err(e) => tracing::error!("expiring leases: {e}"),

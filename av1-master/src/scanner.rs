@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use av1core::library::{queue::Queue, scan};
+use av1core::library::{names, queue::Queue, replace, scan};
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use serde::Serialize;
 
@@ -50,8 +50,11 @@ impl Scanner {
                         return;
                     }
                     set(&shared, |s| s.running = true);
-                    let result = Queue::open(&db)
-                        .and_then(|mut q| scan::scan(&mut q, &roots, &settings, threads, &|_| {}));
+                    let result = Queue::open(&db).and_then(|mut q| {
+                        let report = scan::scan(&mut q, &roots, &settings, threads, &|_| {})?;
+                        remove_orphans(&q, &report.ours)?;
+                        Ok(report)
+                    });
                     let finished = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     match result {
                         Ok(report) => {
@@ -96,6 +99,29 @@ impl Scanner {
     pub fn state(&self) -> ScanState {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
+
+/// Removes our temporary files that belong to no live lease and no pending
+/// replacement (a worker or the master died while writing them). The leases are read
+/// after the walk that found the files, so a file written under a lease granted since
+/// cannot be among them.
+fn remove_orphans(queue: &Queue, ours: &[PathBuf]) -> av1core::Result<()> {
+    let mut live = std::collections::HashSet::new();
+    for (path, lease) in queue.live_leases()? {
+        let staged = names::staged_for_lease(&replace::target_of(&path), &lease);
+        live.insert(av1core::transcode::temp_path(&staged));
+        live.insert(staged);
+    }
+    for r in queue.pending_replacements()? {
+        live.insert(r.staged);
+    }
+    for p in ours.iter().filter(|p| !live.contains(*p)) {
+        match std::fs::remove_file(p) {
+            Ok(()) => tracing::info!("removed an orphaned temporary file: {}", p.display()),
+            Err(e) => tracing::warn!("could not remove {}: {e}", p.display()),
+        }
+    }
+    Ok(())
 }
 
 fn set(state: &Mutex<ScanState>, f: impl FnOnce(&mut ScanState)) {

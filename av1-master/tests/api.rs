@@ -269,6 +269,38 @@ fn leases_over_http_only_the_current_one_counts() {
 }
 
 #[test]
+fn a_result_with_a_wrong_hash_or_a_stale_lease_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    ffmpeg(&lib, &["-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1", "-c:v", "libx264", "Film.mkv"]);
+    let original = std::fs::read(lib.join("Film.mkv")).unwrap();
+    let m = master(&lib, &d.path().join("master.sqlite"));
+    wait_for("the first scan", || get(&m, "/api/v1/stats").1["pending"] == 1);
+    let (_, reg) = post(&m, "/api/v1/workers/register", serde_json::json!({"name": "fake", "host": "h"}));
+    let (_, job) = post(&m, "/api/v1/jobs/claim", serde_json::json!({ "worker_id": reg["worker_id"] }));
+    let (id, lease) = (job["job"]["file_id"].as_i64().unwrap(), job["lease"].as_str().unwrap().to_owned());
+
+    // A "result" where the worker's would be, reported with a hash it does not have.
+    let staged = lib.join(format!(".Film.mkv.{}.av1-verified", &lease[..8]));
+    std::fs::write(&staged, b"not really a video").unwrap();
+    let claim = serde_json::json!({
+        "lease": lease, "size": 18, "blake3": "00".repeat(32), "frames": 24,
+        "encoder": "test", "fps": 1.0, "elapsed": 1.0,
+    });
+    let mut stale = claim.clone();
+    stale["lease"] = serde_json::json!("someone-else");
+    assert_eq!(post(&m, &format!("/api/v1/jobs/{id}/complete"), stale).0, 409);
+    assert!(staged.exists(), "a stale call touches nothing");
+    let (status, reply) = post(&m, &format!("/api/v1/jobs/{id}/complete"), claim.clone());
+    assert_eq!((status, reply["status"].as_str()), (200, Some("pending")), "{reply}");
+    assert!(reply["outcome"]["detail"].as_str().unwrap().contains("BLAKE3"), "{reply}");
+    assert!(!staged.exists(), "the rejected result is removed");
+    assert_eq!(std::fs::read(lib.join("Film.mkv")).unwrap(), original);
+    assert_eq!(post(&m, &format!("/api/v1/jobs/{id}/complete"), claim).0, 409, "replayed");
+}
+
+#[test]
 fn refuses_to_listen_publicly_without_a_token() {
     let d = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_av1-master"))

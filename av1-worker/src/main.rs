@@ -8,6 +8,7 @@
 
 mod library;
 mod progress;
+mod remote;
 mod signals;
 mod single;
 
@@ -19,10 +20,22 @@ use av1core::Settings;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version = version(), about = "Transcode video to AV1 (SVT-AV1) + Opus in Matroska")]
+#[command(
+    version = version(),
+    about = "Transcode video to AV1 (SVT-AV1) + Opus in Matroska: one file, a library, or jobs from a master",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    /// Work for the master at this URL (`http://master:8090`).
+    #[arg(env = "MASTER_URL")]
+    master_url: Option<String>,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
+    #[command(flatten)]
+    encoder: EncoderArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -142,11 +155,17 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Transcode(args) => match &args.output {
+        None => match &cli.master_url {
+            Some(url) => remote::run(url, &cli.remote, &cli.encoder),
+            None => Err(anyhow::anyhow!(
+                "give a master's URL (or MASTER_URL) to work for it, or a command: `av1-worker --help`"
+            )),
+        },
+        Some(Command::Transcode(args)) => match &args.output {
             Some(output) => single::transcode(&args, output),
             None => library::run(&args),
         },
-        Command::Probe { input } => {
+        Some(Command::Probe { input }) => {
             av1core::probe(&input).with_context(|| format!("probing {}", input.display())).and_then(|info| {
                 println!("{}", serde_json::to_string_pretty(&info)?);
                 Ok(std::process::ExitCode::SUCCESS)

@@ -25,3 +25,22 @@ pub fn install(doing: &'static str) -> Arc<Control> {
     }
     control
 }
+
+/// The worker mode's handler: the first signal sets the returned flag (finish the
+/// current job, claim nothing new); a second one exits at once — the lease then runs
+/// out and the master gives the job to another worker.
+pub fn install_drain() -> Arc<std::sync::atomic::AtomicBool> {
+    let drain = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = drain.clone();
+    let result = ctrlc::set_handler(move || {
+        if d.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond signal: quitting now (the master will hand the job to another worker)");
+            std::process::exit(130);
+        }
+        eprintln!("\ndraining: finishing the current job, taking no new one (again to quit at once)");
+    });
+    if let Err(e) = result {
+        tracing::warn!("no Ctrl-C handler: {e}");
+    }
+    drain
+}

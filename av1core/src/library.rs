@@ -1,7 +1,9 @@
 //! A library of video files: find them ([`scan`]), keep their state ([`queue`]), work
-//! on one ([`job`]), and put verified results in place of the originals ([`replace`]).
+//! on one ([`job`]), and put verified results in place of the originals ([`replace`]);
+//! the master checks a worker's result with [`deliver`] before replacing.
 //! The standalone mode and the master both drive these; none of them prints.
 
+pub mod deliver;
 pub mod job;
 pub mod names;
 pub mod queue;

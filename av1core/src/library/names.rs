@@ -35,6 +35,15 @@ pub fn staged_for(target: &Path) -> PathBuf {
     hidden_sibling(target, STAGED_SUFFIX)
 }
 
+/// Where a worker's result for the job under `lease` waits beside `target` (shared
+/// storage): `.Movie.mkv.1f2e3d4c.av1-verified`. The lease in the name keeps a late
+/// worker whose lease ran out from writing over the next one's result; master and
+/// worker both derive it, so no path travels in a request.
+pub fn staged_for_lease(target: &Path, lease: &str) -> PathBuf {
+    let tag: String = lease.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    hidden_sibling(target, &format!(".{tag}{STAGED_SUFFIX}"))
+}
+
 /// The backup of `source` in testing mode: `Movie.mp4.bak`.
 pub fn backup_for(source: &Path) -> PathBuf {
     let mut name = source.file_name().unwrap_or_default().to_os_string();
@@ -65,5 +74,8 @@ mod tests {
         assert!(is_ours(&crate::transcode::temp_path(&staged)));
         assert!(!is_ours(Path::new("/lib/.hidden.mkv")));
         assert_eq!(backup_for(Path::new("/lib/Movie.mkv")), Path::new("/lib/Movie.mkv.bak"));
+        let leased = staged_for_lease(&target, "1f2e3d4c5b6a/../x");
+        assert_eq!(leased, Path::new("/lib/.Movie.mkv.1f2e3d4c.av1-verified"));
+        assert!(is_ours(&leased));
     }
 }

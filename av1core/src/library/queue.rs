@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::plan::SkipReason;
 
 mod lease;
-pub use lease::{Claimed, Heartbeat, LeaseReply, WorkerInfo, WorkerRow, MAX_ATTEMPTS};
+pub use lease::{Claimed, Expired, Heartbeat, LeaseReply, WorkerInfo, WorkerRow, MAX_ATTEMPTS};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[

@@ -47,6 +47,16 @@ pub struct WorkerRow {
     pub file_id: Option<i64>,
 }
 
+/// A lease that ran out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub file_id: i64,
+    pub path: std::path::PathBuf,
+    pub lease: String,
+    /// The last attempt: the file failed.
+    pub failed: bool,
+}
+
 /// A claimed file and its lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claimed {
@@ -218,29 +228,120 @@ impl Queue {
         Ok(true)
     }
 
+    /// The master takes a leased job over to check and place its result: the lease
+    /// ends (no heartbeat is needed any more; a later call with it is stale) and the
+    /// file stays running until its outcome is recorded. None for a stale lease.
+    pub fn take_over(&mut self, file_id: i64, lease: &str) -> Result<Option<Job>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::db("taking a job over"))?;
+        let job: Option<Job> = tx
+            .query_row(
+                "SELECT f.id, a.id, f.path, f.size, f.mtime_ns, f.attempts FROM files f
+                 JOIN attempts a ON a.file_id = f.id
+                 WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
+                 ORDER BY a.id DESC LIMIT 1",
+                params![file_id, lease],
+                |r| {
+                    Ok(Job {
+                        file_id: r.get(0)?,
+                        attempt_id: r.get(1)?,
+                        path: r.get::<_, String>(2)?.into(),
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(Error::db("taking a job over"))?;
+        if job.is_some() {
+            tx.execute(
+                "UPDATE workers SET phase = 'idle', progress = NULL
+                 WHERE id = (SELECT lease_worker FROM files WHERE id = ?1)",
+                [file_id],
+            )
+            .map_err(Error::db("taking a job over"))?;
+            tx.execute("UPDATE files SET lease_id = NULL, lease_expires = NULL WHERE id = ?1", [file_id])
+                .map_err(Error::db("taking a job over"))?;
+        }
+        tx.commit().map_err(Error::db("taking a job over"))?;
+        Ok(job)
+    }
+
+    /// Counts a job the master finished for the worker that held it, and lets go of
+    /// the worker.
+    pub fn credit_worker(&mut self, file_id: i64, ok: bool) -> Result<()> {
+        let column = if ok { "jobs_done = jobs_done + 1" } else { "jobs_failed = jobs_failed + 1" };
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE workers SET {column} WHERE id = (SELECT lease_worker FROM files WHERE id = ?1)"
+                ),
+                [file_id],
+            )
+            .map_err(Error::db("updating a worker"))?;
+        self.conn
+            .execute("UPDATE files SET lease_worker = NULL WHERE id = ?1", [file_id])
+            .map_err(Error::db("updating a worker"))?;
+        Ok(())
+    }
+
+    /// Master start-up: files left running without a lease (the master stopped while
+    /// checking a result) go back to the queue. Replacements were recovered before.
+    pub fn requeue_unleased(&mut self) -> Result<usize> {
+        let ids: Vec<i64> = {
+            let mut st = self
+                .conn
+                .prepare(
+                    "SELECT id FROM files WHERE status = 'running' AND lease_id IS NULL
+                     AND id NOT IN (SELECT file_id FROM replacements)",
+                )
+                .map_err(Error::db("requeueing"))?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(Error::db("requeueing"))?;
+            rows.collect::<std::result::Result<_, _>>().map_err(Error::db("requeueing"))?
+        };
+        for id in &ids {
+            let tx = self.conn.transaction().map_err(Error::db("requeueing"))?;
+            let attempt: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM attempts WHERE file_id = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(Error::db("requeueing"))?;
+            let outcome = Outcome::Requeued { detail: "the master stopped while checking the result".into() };
+            finish_in(&tx, *id, attempt.unwrap_or(0), &outcome)?;
+            tx.commit().map_err(Error::db("requeueing"))?;
+        }
+        Ok(ids.len())
+    }
+
     /// Puts every file whose lease ran out back in the queue (its attempt counted), or
-    /// fails it after [`MAX_ATTEMPTS`] with the reasons of each attempt. Returns the
-    /// ids of the files that were given back, and of those that failed.
-    pub fn expire_leases(&mut self) -> Result<(Vec<i64>, Vec<i64>)> {
+    /// fails it after [`MAX_ATTEMPTS`] with the reasons of each attempt. Returns what
+    /// expired, so the caller can remove the files written under those leases.
+    pub fn expire_leases(&mut self) -> Result<Vec<Expired>> {
         let t = now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(Error::db("expiring leases"))?;
-        let expired: Vec<(i64, u32, Option<i64>)> = {
+        let expired: Vec<(i64, u32, Option<i64>, String, String)> = {
             let mut st = tx
                 .prepare(
-                    "SELECT id, attempts, lease_worker FROM files
+                    "SELECT id, attempts, lease_worker, path, lease_id FROM files
                      WHERE status = 'running' AND lease_id IS NOT NULL AND lease_expires < ?1",
                 )
                 .map_err(Error::db("expiring leases"))?;
             let rows = st
-                .query_map([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_map([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                 .map_err(Error::db("expiring leases"))?;
             rows.collect::<std::result::Result<_, _>>().map_err(Error::db("expiring leases"))?
         };
-        let (mut requeued, mut failed) = (Vec::new(), Vec::new());
-        for (file_id, attempts, worker) in expired {
+        let mut out = Vec::new();
+        for (file_id, attempts, worker, path, lease) in expired {
             let worker_name: Option<String> = match worker {
                 Some(w) => tx
                     .query_row("SELECT name FROM workers WHERE id = ?1", [w], |r| r.get(0))
@@ -273,10 +374,10 @@ impl Queue {
                 reasons.push(why.clone());
                 let list =
                     reasons.iter().enumerate().map(|(i, r)| format!("{}: {r}", i + 1)).collect::<Vec<_>>();
-                failed.push(file_id);
+                out.push(Expired { file_id, path: path.into(), lease, failed: true });
                 Outcome::Failed { error: format!("gave up after {attempts} attempts ({})", list.join("; ")) }
             } else {
-                requeued.push(file_id);
+                out.push(Expired { file_id, path: path.into(), lease, failed: false });
                 Outcome::Requeued { detail: why }
             };
             finish_in(&tx, file_id, attempt.unwrap_or(0), &outcome)?;
@@ -288,7 +389,20 @@ impl Queue {
             .map_err(Error::db("expiring leases"))?;
         }
         tx.commit().map_err(Error::db("expiring leases"))?;
-        Ok((requeued, failed))
+        Ok(out)
+    }
+
+    /// The (path, lease) of every running leased file: what a sweep of our temporary
+    /// files must leave alone.
+    pub fn live_leases(&self) -> Result<Vec<(std::path::PathBuf, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT path, lease_id FROM files WHERE status = 'running' AND lease_id IS NOT NULL")
+            .map_err(Error::db("listing leases"))?;
+        let rows = st
+            .query_map([], |r| Ok((std::path::PathBuf::from(r.get::<_, String>(0)?), r.get(1)?)))
+            .map_err(Error::db("listing leases"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(Error::db("listing leases"))
     }
 
     /// Asks for a file to stop: a running one is told at its next heartbeat, a pending
@@ -436,12 +550,10 @@ mod tests {
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
-            let (requeued, failed) = q.expire_leases().unwrap();
-            if attempt < MAX_ATTEMPTS {
-                assert_eq!((requeued, failed), (vec![id], vec![]));
-            } else {
-                assert_eq!((requeued, failed), (vec![], vec![id]));
-            }
+            let expired = q.expire_leases().unwrap();
+            assert_eq!(expired.len(), 1);
+            assert_eq!((expired[0].file_id, expired[0].failed), (id, attempt == MAX_ATTEMPTS));
+            assert_eq!(expired[0].lease, c.lease);
         }
         let row = &q.list(Some(Status::Failed)).unwrap()[0];
         let detail = row.detail.as_deref().unwrap();

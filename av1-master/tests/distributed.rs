@@ -1,0 +1,219 @@
+//! A master and two workers as real processes on loopback (shared storage, one with a
+//! PATH_MAP): a small library is finished; a worker killed mid-encode loses nothing —
+//! its lease runs out and the other worker finishes the job.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "distributed-test";
+
+fn ffmpeg(dir: &Path, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .current_dir(dir)
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn clip(dir: &Path, name: &str, seconds: u32) {
+    let d = seconds.to_string();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=s=160x120:r=24:d={d},noise=alls=12:allf=t"),
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=d={d}"),
+            "-c:v",
+            "libx264",
+            "-crf",
+            "12",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            name,
+        ],
+    );
+}
+
+fn worker_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_av1-master")).with_file_name("av1-worker");
+    assert!(p.exists(), "{} is built with the workspace (cargo test --workspace)", p.display());
+    p
+}
+
+/// A child process killed when dropped, with its stderr lines forwarded to a channel.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn spawn(mut c: Command) -> Proc {
+        let mut child = c.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                let _ = tx.send(line);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("never saw {needle:?}");
+    }
+}
+
+fn master(lib: &Path, db: &Path) -> (Proc, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_av1-master"));
+    c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MEDIA_DIRS");
+    c.args(["--bind", "127.0.0.1", "--port", "0", "--lease-timeout", "2", "--testing-mode", "--db"])
+        .arg(db)
+        .arg(lib);
+    let p = Proc::spawn(c);
+    let line = p.wait_for("listening on http://");
+    let addr =
+        line.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    (p, format!("http://{addr}"))
+}
+
+fn worker(url: &str, name: &str, extra_env: &[(&str, &str)]) -> Proc {
+    let mut c = Command::new(worker_bin());
+    c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MASTER_URL");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.args(["--preset", "12", "--poll", "0.2", "--name", name, url]);
+    Proc::spawn(c)
+}
+
+fn stats(url: &str) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent
+        .get(format!("{url}/api/v1/stats"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn settle(url: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let s = stats(url);
+        if ok(&s) {
+            return s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{what}: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+fn assert_av1(path: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-xerror", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "av1");
+}
+
+#[test]
+fn two_workers_finish_a_library_and_a_killed_worker_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "One.mp4", 1);
+    clip(&lib, "Two.mkv", 1);
+    clip(&lib, "Three.mkv", 2);
+    std::fs::write(lib.join("Broken.mkv"), vec![3u8; 4096]).unwrap();
+    let originals = snapshot(&lib);
+    // The second worker sees the library under another path.
+    let mount = d.path().join("mnt");
+    std::os::unix::fs::symlink(&lib, &mount).unwrap();
+    let canonical = std::fs::canonicalize(&lib).unwrap();
+
+    let (_master, url) = master(&lib, &d.path().join("master.sqlite"));
+    settle(&url, "the first scan", |s| s["pending"] == 3 && s["failed"] == 1);
+
+    // Worker A stops in the middle of its first encode; it is then killed (SIGKILL).
+    let a = worker(&url, "a", &[("AV1_PAUSE_AT", "worker:encoding")]);
+    a.wait_for("paused at worker:encoding");
+    drop(a);
+    let map = format!("{}={}", canonical.display(), mount.display());
+    let _b = worker(&url, "b", &[("PATH_MAP", &map)]);
+    let s = settle(&url, "the library to settle", |s| s["pending"] == 0 && s["running"] == 0);
+    assert_eq!((s["done"].as_u64(), s["failed"].as_u64()), (Some(3), Some(1)), "{s}");
+
+    let after = snapshot(&lib);
+    for name in ["One.mkv", "Two.mkv", "Three.mkv"] {
+        assert_av1(&lib.join(name));
+    }
+    assert!(!after.contains_key("One.mp4"));
+    for (orig, bak) in
+        [("One.mp4", "One.mp4.bak"), ("Two.mkv", "Two.mkv.bak"), ("Three.mkv", "Three.mkv.bak")]
+    {
+        assert_eq!(after[bak], originals[orig], "{bak} is the original");
+    }
+    assert_eq!(after["Broken.mkv"], originals["Broken.mkv"]);
+    let hidden: Vec<_> = after.keys().filter(|k| k.starts_with('.')).collect();
+    assert!(hidden.is_empty(), "left in the library: {hidden:?}");
+    assert!(s["bytes_saved"].as_u64().unwrap() > 0);
+}

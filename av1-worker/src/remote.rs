@@ -1,0 +1,391 @@
+//! `av1-worker MASTER_URL`: works for a master. Registers, claims a job when idle,
+//! transcodes it with av1core while a heartbeat thread renews the lease and reports
+//! progress, and hands the result over. Shared storage: the worker reads the source
+//! through its own mount (`PATH_MAP` turns master paths into local ones) and writes the
+//! result beside it under a hidden name derived from the lease; the master checks it
+//! and replaces the original. (File distribution over HTTP comes next.)
+//!
+//! Reconnects with backoff when the master is away. The first SIGTERM/Ctrl-C drains:
+//! the current job finishes, nothing new is claimed; a second one quits at once (the
+//! lease then runs out and the job goes back to the queue).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use av1core::library::job::JobSettings;
+use av1core::library::queue::Claimed;
+use av1core::library::{names, replace};
+use av1core::{Decision, Progress};
+use serde_json::json;
+
+/// Settings of the worker mode.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// Token the master requires (`Authorization: Bearer`).
+    #[arg(long, env = "AV1_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Name shown by the master; unique per worker [default: the host name].
+    #[arg(long, env = "WORKER_NAME")]
+    name: Option<String>,
+    /// Master path prefixes and where this worker sees them: `/media=/mnt/media,...`.
+    #[arg(long, env = "PATH_MAP", value_delimiter = ',')]
+    path_map: Vec<String>,
+    /// CPU priority, 0 (normal) to 19 (lowest).
+    #[arg(long = "nice", env = "NICE_LEVEL", default_value_t = 19)]
+    nice_level: i32,
+    /// I/O priority class: 1 realtime, 2 best effort, 3 idle.
+    #[arg(long = "ionice", env = "IONICE_CLASS", default_value_t = 3)]
+    ionice_class: u8,
+    /// A result must be at least this many percent smaller (the master checks again).
+    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
+    min_savings: f64,
+    /// Seconds between claims when the queue is empty.
+    #[arg(long, default_value_t = 5.0)]
+    poll: f64,
+}
+
+/// The master's address and our credentials.
+struct Master {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// A reply: status and JSON (null when empty).
+type Answer = (u16, serde_json::Value);
+
+impl Master {
+    fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Answer> {
+        let mut req =
+            self.agent.post(format!("{}{path}", self.base)).header("Content-Type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut resp = req.send(body.to_string().as_bytes()).with_context(|| format!("POST {path}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+    }
+}
+
+pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow::Result<ExitCode> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("MASTER_URL must start with http:// or https://, not {url:?}");
+    }
+    let maps = args
+        .path_map
+        .iter()
+        .map(|m| {
+            m.split_once('=')
+                .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
+                .with_context(|| format!("PATH_MAP entry {m:?} is not MASTER_PREFIX=LOCAL_PREFIX"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let settings = encoder.settings()?;
+    av1core::os::set_priority(args.nice_level, args.ionice_class)?;
+    let drain = crate::signals::install_drain();
+    let master = Master {
+        base: url.trim_end_matches('/').to_owned(),
+        token: args.token.clone(),
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into(),
+    };
+    let host = hostname();
+    let name = args.name.clone().unwrap_or_else(|| host.clone());
+    let info = json!({
+        "name": name, "host": host,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "memory": memory_bytes(),
+        "encoder": format!("SVT-AV1 {}", av1core::encode::svt::version()),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+
+    let mut backoff = Backoff::new();
+    let mut registered: Option<(i64, Duration)> = None;
+    while !drain.load(Ordering::SeqCst) {
+        let (worker, beat_every) = match registered {
+            Some(r) => r,
+            None => match master.post("/api/v1/workers/register", info.clone()) {
+                Ok((200, r)) => {
+                    let id = r["worker_id"].as_i64().context("no worker_id in the answer")?;
+                    let every = Duration::from_secs_f64(r["heartbeat_seconds"].as_f64().unwrap_or(10.0));
+                    tracing::info!("registered with {} as {name} (worker {id})", master.base);
+                    backoff.reset();
+                    *registered.insert((id, every))
+                }
+                Ok((401, _)) => bail!("the master refused our token (401): set AV1_TOKEN"),
+                Ok((status, r)) => {
+                    tracing::warn!("registering: {status} {r}");
+                    backoff.wait(&drain);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("master unreachable ({e:#}); retrying");
+                    backoff.wait(&drain);
+                    continue;
+                }
+            },
+        };
+        let claimed = match master.post("/api/v1/jobs/claim", json!({ "worker_id": worker })) {
+            Ok((200, c)) => serde_json::from_value::<Claimed>(c).context("a claim the worker cannot read")?,
+            Ok((204, _)) => {
+                sleep_unless(&drain, Duration::from_secs_f64(args.poll.max(0.1)));
+                continue;
+            }
+            Ok((status, r)) => {
+                tracing::warn!("claiming: {status} {r}");
+                registered = None;
+                backoff.wait(&drain);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("master unreachable ({e:#}); retrying");
+                backoff.wait(&drain);
+                continue;
+            }
+        };
+        backoff.reset();
+        work(&master, &claimed, &maps, &settings, args, beat_every);
+    }
+    tracing::info!("drained: no job left running here; stopping");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One job, from claim to the call that ends it.
+fn work(
+    master: &Master,
+    c: &Claimed,
+    maps: &[(PathBuf, PathBuf)],
+    settings: &av1core::Settings,
+    args: &RemoteArgs,
+    beat_every: Duration,
+) {
+    let id = c.job.file_id;
+    let lease = c.lease.as_str();
+    let local = map_path(&c.job.path, maps);
+    tracing::info!(file = id, "job: {} (attempt {})", local.display(), c.job.attempts);
+    let end = |call: &str, body: serde_json::Value| {
+        let mut body = body;
+        body["lease"] = json!(lease);
+        for attempt in 0..5 {
+            match master.post(&format!("/api/v1/jobs/{id}/{call}"), body.clone()) {
+                Ok((200, r)) => return tracing::info!(file = id, "{call}: {}", r["status"]),
+                Ok((409, _)) => return tracing::warn!(file = id, "{call}: the lease is no longer ours"),
+                Ok((status, r)) => tracing::warn!(file = id, "{call}: {status} {r}"),
+                Err(e) => tracing::warn!(file = id, "{call}: {e:#}"),
+            }
+            std::thread::sleep(Duration::from_secs(1 << attempt));
+        }
+    };
+    match std::fs::metadata(&local) {
+        Ok(m) if m.len() == c.job.size => {}
+        found => {
+            let what = match found {
+                Ok(m) => format!("has {} bytes, the master says {}", m.len(), c.job.size),
+                Err(e) => e.to_string(),
+            };
+            return end(
+                "fail",
+                json!({ "error": format!("this worker cannot read {} as {} ({what}); check its mount and PATH_MAP", c.job.path.display(), local.display()) }),
+            );
+        }
+    }
+
+    // The heartbeat thread: renews the lease, reports progress, hears cancels.
+    let progress: Arc<Mutex<Option<Progress>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (cancelled, stale, finished) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let beats = {
+        let (progress, stop, cancelled, stale, finished) =
+            (progress.clone(), stop.clone(), cancelled.clone(), stale.clone(), finished.clone());
+        let lease = lease.to_owned();
+        let base = master.base.clone();
+        let token = master.token.clone();
+        std::thread::spawn(move || {
+            let m = Master {
+                base,
+                token,
+                agent: ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build()
+                    .into(),
+            };
+            while !finished.load(Ordering::SeqCst) {
+                let p = progress.lock().ok().and_then(|p| p.clone());
+                let body = json!({
+                    "lease": lease,
+                    "phase": "encoding",
+                    "progress": p.map(|p| json!({
+                        "percent": p.percent, "fps": p.fps, "frames": p.frames, "total_frames": p.total_frames,
+                        "eta_seconds": p.eta.map(|d| d.as_secs()), "projected_size": p.projected_size,
+                    })),
+                });
+                match m.post(&format!("/api/v1/jobs/{id}/heartbeat"), body) {
+                    Ok((200, r)) if r["cancel"] == true => {
+                        cancelled.store(true, Ordering::SeqCst);
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    Ok((409, _)) => {
+                        stale.store(true, Ordering::SeqCst);
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("heartbeat: {e:#}"),
+                }
+                let until = Instant::now() + beat_every;
+                while Instant::now() < until && !finished.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+    };
+
+    let outcome = encode(&local, c, settings, args, &progress, &stop);
+    finished.store(true, Ordering::SeqCst);
+    let _ = beats.join();
+    let staged = names::staged_for_lease(&replace::target_of(&local), lease);
+    if stale.load(Ordering::SeqCst) {
+        let _ = std::fs::remove_file(&staged);
+        return tracing::warn!(file = id, "the lease ran out: job dropped");
+    }
+    match outcome {
+        Encoded::Result(body) => end("complete", body),
+        Encoded::Skip(body) => end("skip", body),
+        Encoded::Failed(error) => end("fail", json!({ "error": error })),
+        Encoded::Stopped if cancelled.load(Ordering::SeqCst) => end("cancelled", json!({})),
+        Encoded::Stopped => end("fail", json!({ "error": "stopped" })),
+    }
+}
+
+enum Encoded {
+    /// The body of a `complete` call.
+    Result(serde_json::Value),
+    Skip(serde_json::Value),
+    Failed(String),
+    Stopped,
+}
+
+fn encode(
+    local: &Path,
+    c: &Claimed,
+    settings: &av1core::Settings,
+    args: &RemoteArgs,
+    progress: &Mutex<Option<Progress>>,
+    stop: &AtomicBool,
+) -> Encoded {
+    let chain = |e: &av1core::Error| av1core::error::chain(e);
+    let info = match av1core::probe(local) {
+        Ok(i) => i,
+        Err(e) => return Encoded::Failed(chain(&e)),
+    };
+    let plan = match av1core::plan(&info, settings) {
+        Ok(Decision::Encode(p)) => *p,
+        Ok(Decision::Skip { reason, detail }) => {
+            return Encoded::Skip(json!({ "reason": reason, "detail": detail }))
+        }
+        Err(e) => return Encoded::Failed(chain(&e)),
+    };
+    let staged = names::staged_for_lease(&replace::target_of(local), &c.lease);
+    let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
+    let limit = rules.size_limit(c.job.size);
+    let hopeless = AtomicBool::new(false);
+    let report = av1core::transcode(local, &staged, &plan, stop, |p| {
+        if let Ok(mut slot) = progress.lock() {
+            *slot = Some(p.clone());
+        }
+        if p.frames > 0 {
+            av1core::library::pause_point("worker:encoding");
+        }
+        if rules.hopeless(p, limit) {
+            hopeless.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(av1core::Error::Cancelled) if hopeless.load(Ordering::SeqCst) => {
+            return Encoded::Skip(
+                json!({ "reason": "not_worth_it", "detail": format!("stopped early: the result would not be {}% smaller", args.min_savings) }),
+            )
+        }
+        Err(av1core::Error::Cancelled) => return Encoded::Stopped,
+        Err(e) => return Encoded::Failed(chain(&e)),
+    };
+    if report.output_size > limit {
+        let _ = std::fs::remove_file(&staged);
+        return Encoded::Skip(
+            json!({ "reason": "not_worth_it", "detail": format!("the result ({} bytes) is not {}% smaller than the original ({} bytes)", report.output_size, args.min_savings, c.job.size) }),
+        );
+    }
+    let mut hasher = blake3::Hasher::new();
+    let hashed = std::fs::File::open(&staged).and_then(|f| hasher.update_reader(f).map(|_| ()));
+    if let Err(e) = hashed {
+        let _ = std::fs::remove_file(&staged);
+        return Encoded::Failed(format!("hashing the result {}: {e}", staged.display()));
+    }
+    Encoded::Result(json!({
+        "size": report.output_size,
+        "blake3": hasher.finalize().to_hex().to_string(),
+        "frames": report.frames,
+        "encoder": report.encoder,
+        "fps": report.fps,
+        "elapsed": report.elapsed.as_secs_f64(),
+    }))
+}
+
+/// The local path of a master path, by the longest matching prefix.
+fn map_path(master: &Path, maps: &[(PathBuf, PathBuf)]) -> PathBuf {
+    maps.iter()
+        .filter(|(from, _)| master.starts_with(from))
+        .max_by_key(|(from, _)| from.as_os_str().len())
+        .and_then(|(from, to)| master.strip_prefix(from).ok().map(|rest| to.join(rest)))
+        .unwrap_or_else(|| master.to_path_buf())
+}
+
+/// 1, 2, 4 … 30 seconds between attempts to reach the master.
+struct Backoff(u32);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(0)
+    }
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+    fn wait(&mut self, drain: &AtomicBool) {
+        let secs = (1u64 << self.0.min(5)).min(30);
+        self.0 += 1;
+        sleep_unless(drain, Duration::from_secs(secs));
+    }
+}
+
+fn sleep_unless(drain: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !drain.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hostname() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}
+
+fn memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 =
+        meminfo.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
