@@ -114,6 +114,13 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     for r in replace::recover(&mut queue)? {
         tracing::info!("interrupted replacement handled at start: {r:?}");
     }
+    // Workers may have gone on encoding while the master was down: their leases get a
+    // fresh timeout instead of running out at once.
+    let lease_timeout = Duration::from_secs(cfg.lease_timeout.max(1));
+    let extended = queue.extend_leases(lease_timeout)?;
+    if extended > 0 {
+        tracing::info!("{extended} job(s) still leased to workers: waiting for their heartbeats");
+    }
     let requeued = queue.requeue_unleased()?;
     if requeued > 0 {
         tracing::info!(
@@ -135,7 +142,6 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let addr = server.server_addr().to_ip().context("not an IP listener")?;
     tracing::info!("listening on http://{addr} (library: {:?}, queue: {})", roots, db.display());
     let order: FileOrder = cfg.file_order.parse()?;
-    let lease_timeout = Duration::from_secs(cfg.lease_timeout.max(1));
     spawn_lease_keeper(db.clone());
     let policy = av1core::library::deliver::Policy {
         settings: av1core::Settings { preset: cfg.preset, ..av1core::Settings::default() },

@@ -92,11 +92,24 @@ impl Proc {
 }
 
 fn master(lib: &Path, db: &Path) -> (Proc, String) {
+    master_on(lib, db, 0)
+}
+
+fn master_on(lib: &Path, db: &Path, port: u16) -> (Proc, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_av1-master"));
     c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MEDIA_DIRS");
-    c.args(["--bind", "127.0.0.1", "--port", "0", "--lease-timeout", "2", "--testing-mode", "--db"])
-        .arg(db)
-        .arg(lib);
+    c.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--lease-timeout",
+        "2",
+        "--testing-mode",
+        "--db",
+    ])
+    .arg(db)
+    .arg(lib);
     let p = Proc::spawn(c);
     let line = p.wait_for("listening on http://");
     let addr =
@@ -104,9 +117,10 @@ fn master(lib: &Path, db: &Path) -> (Proc, String) {
     (p, format!("http://{addr}"))
 }
 
-fn worker(url: &str, name: &str, extra_env: &[(&str, &str)]) -> Proc {
+fn worker(url: &str, name: &str, state: &Path, extra_env: &[(&str, &str)]) -> Proc {
     let mut c = Command::new(worker_bin());
     c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MASTER_URL");
+    c.env("WORKER_STATE", state.join(format!("worker-{name}")));
     for (k, v) in extra_env {
         c.env(k, v);
     }
@@ -194,11 +208,11 @@ fn two_workers_finish_a_library_and_a_killed_worker_loses_nothing() {
     settle(&url, "the first scan", |s| s["pending"] == 3 && s["failed"] == 1);
 
     // Worker A stops in the middle of its first encode; it is then killed (SIGKILL).
-    let a = worker(&url, "a", &[("AV1_PAUSE_AT", "worker:encoding")]);
+    let a = worker(&url, "a", d.path(), &[("AV1_PAUSE_AT", "worker:encoding")]);
     a.wait_for("paused at worker:encoding");
     drop(a);
     let map = format!("{}={}", canonical.display(), mount.display());
-    let _b = worker(&url, "b", &[("PATH_MAP", &map)]);
+    let b = worker(&url, "b", d.path(), &[("PATH_MAP", &map)]);
     let s = settle(&url, "the library to settle", |s| s["pending"] == 0 && s["running"] == 0);
     assert_eq!((s["done"].as_u64(), s["failed"].as_u64()), (Some(3), Some(1)), "{s}");
 
@@ -216,4 +230,101 @@ fn two_workers_finish_a_library_and_a_killed_worker_loses_nothing() {
     let hidden: Vec<_> = after.keys().filter(|k| k.starts_with('.')).collect();
     assert!(hidden.is_empty(), "left in the library: {hidden:?}");
     assert!(s["bytes_saved"].as_u64().unwrap() > 0);
+
+    // A cancel from the API reaches the encoder through the next heartbeat.
+    ffmpeg(
+        &lib,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=24:d=30,noise=alls=20:allf=t",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "10",
+            "Long.mkv",
+        ],
+    );
+    let long_original = std::fs::read(lib.join("Long.mkv")).unwrap();
+    call(&url, "POST", "/api/v1/scan");
+    let id = {
+        let start = Instant::now();
+        loop {
+            let w = call(&url, "GET", "/api/v1/workers");
+            let busy = w["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["name"] == "b" && w["phase"] == "encoding");
+            if let Some(id) = busy.and_then(|w| w["file_id"].as_i64()) {
+                break id;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "b never started Long.mkv: {w}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let asked = Instant::now();
+    call(&url, "POST", &format!("/api/v1/files/{id}/cancel"));
+    b.wait_for("cancelled: \"cancelled\"");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the encoder stopped {:?} after the cancel",
+        asked.elapsed()
+    );
+    assert_eq!(std::fs::read(lib.join("Long.mkv")).unwrap(), long_original);
+    let s = settle(&url, "the cancel to be recorded", |s| s["cancelled"] == 1 && s["running"] == 0);
+    assert_eq!(s["done"], 3);
+    let hidden: Vec<_> = snapshot(&lib).into_keys().filter(|k| k.starts_with('.')).collect();
+    assert!(hidden.is_empty(), "left in the library: {hidden:?}");
+}
+
+fn call(url: &str, method: &str, path: &str) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let auth = format!("Bearer {TOKEN}");
+    let mut r = match method {
+        "POST" => agent.post(format!("{url}{path}")).header("Authorization", &auth).send_empty().unwrap(),
+        _ => agent.get(format!("{url}{path}")).header("Authorization", &auth).call().unwrap(),
+    };
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default()
+}
+
+#[test]
+fn a_master_killed_mid_job_and_restarted_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    ffmpeg(
+        &lib,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=24:d=12,noise=alls=12:allf=t",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "12",
+            "Film.mp4",
+        ],
+    );
+    let original = std::fs::read(lib.join("Film.mp4")).unwrap();
+    let db = d.path().join("master.sqlite");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (master1, url) = master_on(&lib, &db, port);
+    settle(&url, "the first scan", |s| s["pending"] == 1);
+    let w = worker(&url, "w", d.path(), &[]);
+    w.wait_for("job: ");
+    // SIGKILL the master while the worker encodes, and bring it back on the same port.
+    drop(master1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_master2, url2) = master_on(&lib, &db, port);
+    assert_eq!(url, url2);
+    let s = settle(&url, "the job to finish after the restart", |s| s["done"] == 1);
+    assert_eq!((s["pending"].as_u64(), s["failed"].as_u64()), (Some(0), Some(0)), "{s}");
+    assert_av1(&lib.join("Film.mkv"));
+    assert_eq!(std::fs::read(lib.join("Film.mp4.bak")).unwrap(), original);
+    assert!(!lib.join("Film.mp4").exists());
+    let files = call(&url, "GET", "/api/v1/files");
+    assert_eq!(files["files"][0]["attempts"], 1, "the lease survived the restart: {files}");
 }

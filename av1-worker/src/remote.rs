@@ -43,6 +43,10 @@ pub struct RemoteArgs {
     /// A result must be at least this many percent smaller (the master checks again).
     #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
     min_savings: f64,
+    /// Where the worker keeps calls not yet answered by the master
+    /// [default: $XDG_STATE_HOME/av1/worker-NAME].
+    #[arg(long, env = "WORKER_STATE")]
+    state_dir: Option<PathBuf>,
     /// Seconds between claims when the queue is empty.
     #[arg(long, default_value_t = 5.0)]
     poll: f64,
@@ -108,6 +112,11 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
         "version": env!("CARGO_PKG_VERSION"),
     });
 
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&name));
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let _lock = lock_state(&state_dir)?;
+    deliver_pending(&master, &state_dir);
+
     let mut backoff = Backoff::new();
     let mut registered: Option<(i64, Duration)> = None;
     while !drain.load(Ordering::SeqCst) {
@@ -153,7 +162,7 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
             }
         };
         backoff.reset();
-        work(&master, &claimed, &maps, &settings, args, beat_every);
+        work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every);
     }
     tracing::info!("drained: no job left running here; stopping");
     Ok(ExitCode::SUCCESS)
@@ -162,6 +171,7 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
 /// One job, from claim to the call that ends it.
 fn work(
     master: &Master,
+    state_dir: &Path,
     c: &Claimed,
     maps: &[(PathBuf, PathBuf)],
     settings: &av1core::Settings,
@@ -175,15 +185,7 @@ fn work(
     let end = |call: &str, body: serde_json::Value| {
         let mut body = body;
         body["lease"] = json!(lease);
-        for attempt in 0..5 {
-            match master.post(&format!("/api/v1/jobs/{id}/{call}"), body.clone()) {
-                Ok((200, r)) => return tracing::info!(file = id, "{call}: {}", r["status"]),
-                Ok((409, _)) => return tracing::warn!(file = id, "{call}: the lease is no longer ours"),
-                Ok((status, r)) => tracing::warn!(file = id, "{call}: {status} {r}"),
-                Err(e) => tracing::warn!(file = id, "{call}: {e:#}"),
-            }
-            std::thread::sleep(Duration::from_secs(1 << attempt));
-        }
+        deliver(master, state_dir, &Delivery { file_id: id, call: call.to_owned(), body });
     };
     match std::fs::metadata(&local) {
         Ok(m) if m.len() == c.job.size => {}
@@ -254,19 +256,90 @@ fn work(
     };
 
     let outcome = encode(&local, c, settings, args, &progress, &stop);
-    finished.store(true, Ordering::SeqCst);
-    let _ = beats.join();
     let staged = names::staged_for_lease(&replace::target_of(&local), lease);
     if stale.load(Ordering::SeqCst) {
+        finished.store(true, Ordering::SeqCst);
+        let _ = beats.join();
         let _ = std::fs::remove_file(&staged);
         return tracing::warn!(file = id, "the lease ran out: job dropped");
     }
+    // Heartbeats go on while the outcome is delivered (the master may be away for a while).
     match outcome {
         Encoded::Result(body) => end("complete", body),
         Encoded::Skip(body) => end("skip", body),
         Encoded::Failed(error) => end("fail", json!({ "error": error })),
         Encoded::Stopped if cancelled.load(Ordering::SeqCst) => end("cancelled", json!({})),
         Encoded::Stopped => end("fail", json!({ "error": "stopped" })),
+    }
+    finished.store(true, Ordering::SeqCst);
+    let _ = beats.join();
+}
+
+/// The call that ends a job, kept on disk until the master has answered it, so a worker
+/// restarted in between delivers it then.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Delivery {
+    file_id: i64,
+    /// complete | skip | fail | cancelled
+    call: String,
+    /// Includes the lease.
+    body: serde_json::Value,
+}
+
+/// Sends `d` until the master answers it (200, or 409 for a lease that is no longer
+/// ours), retrying with backoff while it is unreachable; the pending call is written to
+/// `state_dir` first and removed once answered.
+fn deliver(master: &Master, state_dir: &Path, d: &Delivery) {
+    let file = state_dir.join(format!("deliver-{}.json", d.file_id));
+    let saved = serde_json::to_vec(d).map_err(std::io::Error::other).and_then(|bytes| {
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &file)
+    });
+    if let Err(e) = saved {
+        tracing::warn!("could not keep the pending {} call on disk ({e}); sending it anyway", d.call);
+    }
+    let id = d.file_id;
+    let mut wait = 1u64;
+    loop {
+        match master.post(&format!("/api/v1/jobs/{id}/{}", d.call), d.body.clone()) {
+            Ok((200, r)) => {
+                tracing::info!(file = id, "{}: {}", d.call, r["status"]);
+                break;
+            }
+            Ok((409, _)) => {
+                tracing::warn!(file = id, "{}: the lease is no longer ours", d.call);
+                break;
+            }
+            Ok((status, r)) => tracing::warn!(file = id, "{}: {status} {r}; retrying", d.call),
+            Err(e) => tracing::warn!(file = id, "{}: {e:#}; retrying", d.call),
+        }
+        std::thread::sleep(Duration::from_secs(wait));
+        wait = (wait * 2).min(30);
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Delivers the calls a previous run of this worker could not (it was stopped between
+/// finishing a job and the master's answer).
+fn deliver_pending(master: &Master, state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("deliver-")) {
+            continue;
+        }
+        match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Delivery>(&b).ok()) {
+            Some(d) => {
+                tracing::info!(file = d.file_id, "delivering the {} call of an earlier run", d.call);
+                deliver(master, state_dir, &d);
+            }
+            None => {
+                tracing::warn!("unreadable pending call {}: removed", path.display());
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 
@@ -376,6 +449,32 @@ fn sleep_unless(drain: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     while Instant::now() < until && !drain.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `$XDG_STATE_HOME/av1/worker-NAME`, else `~/.local/state/av1/worker-NAME`.
+fn default_state_dir(name: &str) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/state")
+    });
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    state.join(format!("av1/worker-{safe}"))
+}
+
+/// One process per worker name: an exclusive lock in its state directory, so two
+/// workers on one host must have different names (and directories).
+fn lock_state(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another worker uses {} (give each worker on a host its own WORKER_NAME)", dir.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
 }
 

@@ -392,6 +392,18 @@ impl Queue {
         Ok(out)
     }
 
+    /// Master start-up: every live lease gets a full `ttl` from now, so workers that kept
+    /// working while the master was down can reconnect before their leases run out.
+    pub fn extend_leases(&mut self, ttl: Duration) -> Result<usize> {
+        let expires = now_ms() + ttl.as_millis() as i64;
+        self.conn
+            .execute(
+                "UPDATE files SET lease_expires = ?1 WHERE status = 'running' AND lease_id IS NOT NULL",
+                [expires],
+            )
+            .map_err(Error::db("extending leases"))
+    }
+
     /// The (path, lease) of every running leased file: what a sweep of our temporary
     /// files must leave alone.
     pub fn live_leases(&self) -> Result<Vec<(std::path::PathBuf, String)>> {
