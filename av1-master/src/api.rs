@@ -105,6 +105,10 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
                 Err(e) => Reply::error(500, e.to_string()),
             },
             (Method::Post, Some(("workers", id, "fade-out"))) => fade_out(queue, id, &body),
+            (
+                Method::Post,
+                Some(("files", id, action @ ("retry" | "skip" | "reencode" | "top" | "delete"))),
+            ) => control(queue, id, action),
             _ => Reply::error(404, format!("no such endpoint: {path}")),
         },
     };
@@ -389,6 +393,24 @@ fn complete(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
             Reply::json(200, &serde_json::json!({ "status": outcome.status(), "outcome": outcome }))
         }
         Ok(None) => Reply::error(409, "not the current lease of this job: drop it"),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/files/{id}/retry|skip|reencode|top|delete`: 200, or 409 when the file's
+/// state does not allow it (a running file is changed only through its job).
+fn control(queue: &mut Queue, id: i64, action: &str) -> Reply {
+    let done = match action {
+        "retry" => queue.retry(id),
+        "skip" => queue.set_status(id, Status::Skipped, Some("skipped by hand")),
+        "reencode" => queue.reencode(id),
+        "top" => queue.push_to_top(id),
+        "delete" => queue.remove(id),
+        _ => return Reply::error(404, format!("no such control: {action}")),
+    };
+    match done {
+        Ok(true) => Reply::json(200, &serde_json::json!({ "file_id": id, "done": action })),
+        Ok(false) => Reply::error(409, format!("{action} does not apply to file {id} in its current state")),
         Err(e) => Reply::error(500, e.to_string()),
     }
 }

@@ -162,12 +162,44 @@ fn api_serves_the_queue_behind_a_token() {
         assert_eq!(r.status().as_u16(), 413);
     }
 
+    // Controls, each checked against the file's state.
+    let id_of = |name: &str| {
+        let (_, f) = get(&m, &format!("/api/v1/files?q={name}"));
+        f["files"][0]["id"].as_i64().unwrap()
+    };
+    let (broken, episode, new) = (id_of("Broken"), id_of("Episode_1"), id_of("New.mkv"));
+    assert_eq!(
+        post(&m, &format!("/api/v1/files/{episode}/reencode"), serde_json::json!({})).0,
+        409,
+        "pending"
+    );
+    assert_eq!(post(&m, &format!("/api/v1/files/{broken}/retry"), serde_json::json!({})).0, 200);
+    assert_eq!(post(&m, &format!("/api/v1/files/{episode}/retry"), serde_json::json!({})).0, 409, "pending");
+    assert_eq!(post(&m, &format!("/api/v1/files/{new}/top"), serde_json::json!({})).0, 200);
+    let (_, queue) = get(&m, "/api/v1/files?sort=queue&order=desc");
+    assert_eq!(queue["files"][0]["id"], new, "pushed to the top: {queue}");
+    assert_eq!(post(&m, &format!("/api/v1/files/{episode}/skip"), serde_json::json!({})).0, 200);
+    let (_, skipped) = get(&m, "/api/v1/files?status=skipped");
+    assert_eq!(
+        (skipped["total"].as_u64(), skipped["files"][0]["reason"].as_str()),
+        (Some(1), Some("manual"))
+    );
+    assert_eq!(post(&m, &format!("/api/v1/files/{episode}/reencode"), serde_json::json!({})).0, 200);
+    assert_eq!(post(&m, &format!("/api/v1/files/{broken}/delete"), serde_json::json!({})).0, 200);
+    assert_eq!(post(&m, "/api/v1/files/999999/delete", serde_json::json!({})).0, 409);
+    assert_eq!(get(&m, "/api/v1/stats").1["total"], 3);
+    assert_eq!(post(&m, "/api/v1/scan", serde_json::json!({})).0, 202);
+    wait_for("the deleted file to be found again", || {
+        let s = get(&m, "/api/v1/stats").1;
+        s["total"] == 4 && s["scanner"]["scans"].as_u64() >= Some(3)
+    });
+
     let (status, metrics) = get(&m, "/metrics");
     assert_eq!(status, 200);
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(metrics.contains("av1_files{status=\"pending\"} 3"), "{metrics}");
     assert!(metrics.contains("av1_files{status=\"failed\"} 1"), "{metrics}");
-    assert!(metrics.contains("av1_scans_total 2"), "{metrics}");
+    assert!(metrics.contains("av1_scans_total 3"), "{metrics}");
 }
 
 /// POST JSON with the token: status and JSON.

@@ -364,7 +364,9 @@ fn encode(
         Ok(i) => i,
         Err(e) => return Encoded::Failed(chain(&e)),
     };
-    let plan = match av1core::plan(&info, settings) {
+    let mut settings = settings.clone();
+    settings.reencode_av1 |= c.reencode;
+    let plan = match av1core::plan(&info, &settings) {
         Ok(Decision::Encode(p)) => *p,
         Ok(Decision::Skip { reason, detail }) => {
             return Encoded::Skip(json!({ "reason": reason, "detail": detail }))

@@ -117,7 +117,9 @@ fn check_and_place(
         });
     }
     let info = crate::probe(source)?;
-    let plan = match crate::plan(&info, &policy.settings)? {
+    let mut settings = policy.settings.clone();
+    settings.reencode_av1 |= queue.reencode_requested(file_id)?;
+    let plan = match crate::plan(&info, &settings)? {
         Decision::Encode(plan) => *plan,
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
     };

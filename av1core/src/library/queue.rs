@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_queue.sql"),
     include_str!("migrations/0002_output_stamp.sql"),
     include_str!("migrations/0003_leases.sql"),
+    include_str!("migrations/0004_controls.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
@@ -688,6 +689,68 @@ impl Queue {
             .map(Option::unwrap_or_default)
     }
 
+    /// Controls: queue a failed, cancelled or skipped file again, with fresh attempts.
+    pub fn retry(&mut self, file_id: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE files SET status = 'pending', reason = NULL, detail = NULL, attempts = 0, updated_at = ?2
+                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'skipped')",
+                params![file_id, now()],
+            )
+            .map_err(Error::db("retrying"))?;
+        Ok(n == 1)
+    }
+
+    /// Controls: encode a done (or skipped) file again, even though it is AV1 now.
+    pub fn reencode(&mut self, file_id: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE files SET status = 'pending', reason = NULL, detail = NULL, attempts = 0, reencode = 1,
+                     updated_at = ?2
+                 WHERE id = ?1 AND status IN ('done', 'skipped', 'failed', 'cancelled')",
+                params![file_id, now()],
+            )
+            .map_err(Error::db("queueing a re-encode"))?;
+        Ok(n == 1)
+    }
+
+    /// Controls: the file comes next (above every other priority).
+    pub fn push_to_top(&mut self, file_id: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE files SET priority = (SELECT COALESCE(MAX(priority), 0) + 1 FROM files), updated_at = ?2
+                 WHERE id = ?1 AND status = 'pending'",
+                params![file_id, now()],
+            )
+            .map_err(Error::db("changing a priority"))?;
+        Ok(n == 1)
+    }
+
+    /// Controls: forget a file (not a running one); the next scan finds it again as new.
+    pub fn remove(&mut self, file_id: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM files WHERE id = ?1 AND status <> 'running'
+                 AND id NOT IN (SELECT file_id FROM replacements)",
+                [file_id],
+            )
+            .map_err(Error::db("removing a file"))?;
+        Ok(n == 1)
+    }
+
+    /// Whether the file was asked to be encoded again although it is AV1.
+    pub fn reencode_requested(&self, file_id: i64) -> Result<bool> {
+        self.conn
+            .query_row("SELECT reencode FROM files WHERE id = ?1", [file_id], |r| r.get(0))
+            .optional()
+            .map_err(Error::db("reading a file"))
+            .map(|v| v.unwrap_or(false))
+    }
+
     /// Records a verified result about to replace its original. Durable on return.
     pub fn begin_replacement(&mut self, r: &PendingReplacement) -> Result<()> {
         let done = serde_json::to_string(&r.done)
@@ -990,7 +1053,7 @@ fn finish_row(
                 "UPDATE files SET status = 'done', reason = NULL, detail = NULL, path = ?2, size = ?3, mtime_ns = ?4,
                      original_path = ?5, original_size = ?6, output_size = ?3, output_mtime_ns = ?4, encoder = ?7,
                      fps = ?8, elapsed = ?9, backup_path = COALESCE(?10, backup_path), video_codec = 'av1',
-                     container = 'matroska', finished_at = ?11, updated_at = ?11
+                     container = 'matroska', reencode = 0, finished_at = ?11, updated_at = ?11
                  WHERE id = ?1 {guard}"
             ),
             params![

@@ -64,6 +64,9 @@ pub struct Claimed {
     pub lease: String,
     /// Unix milliseconds.
     pub expires: i64,
+    /// Encode it even though it is AV1 (a person asked to re-encode it).
+    #[serde(default)]
+    pub reencode: bool,
 }
 
 /// A heartbeat: where the worker is with the job.
@@ -151,7 +154,8 @@ impl Queue {
                 params![job.file_id, lease, worker, expires],
             )
             .map_err(Error::db("claiming a file"))?;
-        Ok(Some(Claimed { job, lease, expires }))
+        let reencode = self.reencode_requested(job.file_id)?;
+        Ok(Some(Claimed { job, lease, expires, reencode }))
     }
 
     /// Renews a lease and records the worker's progress; tells it to cancel when asked.
