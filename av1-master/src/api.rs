@@ -28,6 +28,7 @@ pub struct State {
     pub order: FileOrder,
     /// How results are checked and placed.
     pub policy: av1core::library::deliver::Policy,
+    pub hashes: crate::transfer::Hashes,
 }
 
 /// Set by the signal handler: the HTTP threads finish their request and return.
@@ -71,6 +72,17 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             request,
             Reply::error(401, "missing or wrong token (Authorization: Bearer TOKEN)"),
         );
+    }
+    // Transfers stream (constant memory, no body limit but the file's own).
+    match (&method, by_id(path)) {
+        (Method::Get, Some(("jobs", id, "source"))) => {
+            return crate::transfer::source(request, queue, &state.hashes, id)
+        }
+        (Method::Get, Some(("jobs", id, "result"))) => return crate::transfer::received(request, queue, id),
+        (Method::Put, Some(("jobs", id, "result"))) => {
+            return crate::transfer::upload(request, queue, id, &query)
+        }
+        _ => {}
     }
     // Bodies are read (and bounded) before anything else, so an oversized one is
     // refused whatever the route.

@@ -9,6 +9,7 @@
 mod api;
 mod http;
 mod scanner;
+mod transfer;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -148,8 +149,16 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         min_savings_percent: cfg.min_savings,
         replace: replace::Options { testing_mode: cfg.testing_mode, owner: cfg.puid.zip(cfg.pgid) },
     };
-    let state =
-        Arc::new(api::State { db, roots, token: cfg.token.clone(), scanner, lease_timeout, order, policy });
+    let state = Arc::new(api::State {
+        db,
+        roots,
+        token: cfg.token.clone(),
+        scanner,
+        lease_timeout,
+        order,
+        policy,
+        hashes: Default::default(),
+    });
 
     // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed
     // SQLite transaction; nothing is half done).

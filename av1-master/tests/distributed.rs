@@ -328,3 +328,64 @@ fn a_master_killed_mid_job_and_restarted_loses_nothing() {
     let files = call(&url, "GET", "/api/v1/files");
     assert_eq!(files["files"][0]["attempts"], 1, "the lease survived the restart: {files}");
 }
+
+#[test]
+fn file_distribution_downloads_encodes_and_uploads() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "Film.mp4", 2);
+    clip(&lib, "Show.mkv", 1);
+    let originals = snapshot(&lib);
+    let (_master, url) = master(&lib, &d.path().join("master.sqlite"));
+    settle(&url, "the first scan", |s| s["pending"] == 2);
+    let w = worker(&url, "far", d.path(), &[("FILE_DISTRIBUTION_MODE", "true")]);
+    let s = settle(&url, "the library to settle", |s| s["pending"] == 0 && s["running"] == 0);
+    assert_eq!(s["done"], 2, "{s}");
+    drop(w);
+    let after = snapshot(&lib);
+    assert_av1(&lib.join("Film.mkv"));
+    assert_av1(&lib.join("Show.mkv"));
+    assert_eq!(after["Film.mp4.bak"], originals["Film.mp4"]);
+    assert_eq!(after["Show.mkv.bak"], originals["Show.mkv"]);
+    assert!(after.keys().all(|k| !k.starts_with('.')), "{:?}", after.keys());
+    // The worker's own scratch files are gone too.
+    let work = d.path().join("worker-far/work");
+    assert_eq!(std::fs::read_dir(&work).map(|r| r.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn an_upload_cut_by_a_master_restart_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "Film.mp4", 2);
+    let original = std::fs::read(lib.join("Film.mp4")).unwrap();
+    let db = d.path().join("master.sqlite");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (master1, url) = master_on(&lib, &db, port);
+    settle(&url, "the first scan", |s| s["pending"] == 1);
+    // Uploads 4 KiB per request and stops for 4 s after the first one: the master is
+    // killed then, and started again.
+    let w = worker(
+        &url,
+        "far",
+        d.path(),
+        &[
+            ("FILE_DISTRIBUTION_MODE", "true"),
+            ("AV1_UPLOAD_CHUNK", "4096"),
+            ("AV1_PAUSE_AT", "worker:uploaded-chunk"),
+            ("AV1_PAUSE_SECONDS", "4"),
+        ],
+    );
+    w.wait_for("paused at worker:uploaded-chunk");
+    drop(master1);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_master2, _) = master_on(&lib, &db, port);
+    let s = settle(&url, "the upload to resume and the job to finish", |s| s["done"] == 1);
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_av1(&lib.join("Film.mkv"));
+    assert_eq!(std::fs::read(lib.join("Film.mp4.bak")).unwrap(), original);
+    let files = call(&url, "GET", "/api/v1/files");
+    assert_eq!(files["files"][0]["attempts"], 1, "resumed, not started again: {files}");
+}

@@ -43,6 +43,11 @@ pub struct RemoteArgs {
     /// A result must be at least this many percent smaller (the master checks again).
     #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
     min_savings: f64,
+    /// auto: shared storage when this worker sees the file with the right size, else
+    /// download it, encode here and upload the result; true: always download; false:
+    /// never.
+    #[arg(long, env = "FILE_DISTRIBUTION_MODE", default_value = "auto")]
+    file_distribution: String,
     /// Where the worker keeps calls not yet answered by the master
     /// [default: $XDG_STATE_HOME/av1/worker-NAME].
     #[arg(long, env = "WORKER_STATE")]
@@ -115,6 +120,9 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
     let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&name));
     std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
     let _lock = lock_state(&state_dir)?;
+    // Downloads and encodes of an earlier run are of no use now (their jobs' leases
+    // ran out or will); only this worker's own directory is touched.
+    let _ = std::fs::remove_dir_all(state_dir.join("work"));
     deliver_pending(&master, &state_dir);
 
     let mut backoff = Backoff::new();
@@ -187,19 +195,26 @@ fn work(
         body["lease"] = json!(lease);
         deliver(master, state_dir, &Delivery { file_id: id, call: call.to_owned(), body });
     };
-    match std::fs::metadata(&local) {
-        Ok(m) if m.len() == c.job.size => {}
-        found => {
-            let what = match found {
-                Ok(m) => format!("has {} bytes, the master says {}", m.len(), c.job.size),
-                Err(e) => e.to_string(),
-            };
-            return end(
-                "fail",
-                json!({ "error": format!("this worker cannot read {} as {} ({what}); check its mount and PATH_MAP", c.job.path.display(), local.display()) }),
-            );
-        }
+    let seen = match std::fs::metadata(&local) {
+        Ok(m) if m.len() == c.job.size => Ok(()),
+        Ok(m) => Err(format!("has {} bytes, the master says {}", m.len(), c.job.size)),
+        Err(e) => Err(e.to_string()),
+    };
+    // Shared storage when the file is visible with the right size (or forced), else
+    // file distribution (download, encode here, upload).
+    let shared = match args.file_distribution.as_str() {
+        "true" => false,
+        "false" => true,
+        _ => seen.is_ok(),
+    };
+    if let (true, Err(what)) = (shared, &seen) {
+        return end(
+            "fail",
+            json!({ "error": format!("this worker cannot read {} as {} ({what}); check its mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE", c.job.path.display(), local.display()) }),
+        );
     }
+    let phase: Arc<Mutex<&'static str>> =
+        Arc::new(Mutex::new(if shared { "encoding" } else { "downloading" }));
 
     // The heartbeat thread: renews the lease, reports progress, hears cancels.
     let progress: Arc<Mutex<Option<Progress>>> = Arc::default();
@@ -212,6 +227,7 @@ fn work(
     let beats = {
         let (progress, stop, cancelled, stale, finished) =
             (progress.clone(), stop.clone(), cancelled.clone(), stale.clone(), finished.clone());
+        let phase = phase.clone();
         let lease = lease.to_owned();
         let base = master.base.clone();
         let token = master.token.clone();
@@ -227,9 +243,10 @@ fn work(
             };
             while !finished.load(Ordering::SeqCst) {
                 let p = progress.lock().ok().and_then(|p| p.clone());
+                let now = phase.lock().map(|p| *p).unwrap_or("encoding");
                 let body = json!({
                     "lease": lease,
-                    "phase": "encoding",
+                    "phase": now,
                     "progress": p.map(|p| json!({
                         "percent": p.percent, "fps": p.fps, "frames": p.frames, "total_frames": p.total_frames,
                         "eta_seconds": p.eta.map(|d| d.as_secs()), "projected_size": p.projected_size,
@@ -255,8 +272,38 @@ fn work(
         })
     };
 
-    let outcome = encode(&local, c, settings, args, &progress, &stop);
-    let staged = names::staged_for_lease(&replace::target_of(&local), lease);
+    let tag: String = lease.chars().take(8).collect();
+    let work_dir = state_dir.join("work");
+    let (input, staged) = if shared {
+        (local.clone(), names::staged_for_lease(&replace::target_of(&local), lease))
+    } else {
+        let ext =
+            c.job.path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "bin".into());
+        (work_dir.join(format!("{id}-{tag}.{ext}")), work_dir.join(format!("{id}-{tag}.mkv")))
+    };
+    let downloaded = if shared {
+        Ok(())
+    } else {
+        let _ = std::fs::create_dir_all(&work_dir);
+        download(master, id, lease, &input, &stale)
+    };
+    let mut outcome = match downloaded {
+        Ok(()) => {
+            set_phase(&phase, "encoding");
+            encode(&input, &staged, c, settings, args, &progress, &stop)
+        }
+        Err(e) => Encoded::Failed(format!("downloading the source: {e}")),
+    };
+    if let (false, Encoded::Result(_)) = (shared, &outcome) {
+        set_phase(&phase, "uploading");
+        if let Err(e) = upload(master, id, lease, &staged, &stale) {
+            outcome = Encoded::Failed(format!("uploading the result: {e}"));
+        }
+    }
+    if !shared {
+        let _ = std::fs::remove_file(&input);
+        let _ = std::fs::remove_file(&staged);
+    }
     if stale.load(Ordering::SeqCst) {
         finished.store(true, Ordering::SeqCst);
         let _ = beats.join();
@@ -351,8 +398,138 @@ enum Encoded {
     Stopped,
 }
 
+fn set_phase(phase: &Mutex<&'static str>, now: &'static str) {
+    if let Ok(mut p) = phase.lock() {
+        *p = now;
+    }
+}
+
+/// Downloads the job's source to `to`, resuming what is there, until it has the size
+/// and BLAKE3 the master announces. Network cuts are retried while the lease holds.
+fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool) -> anyhow::Result<()> {
+    let mut wait = 1u64;
+    loop {
+        if stale.load(Ordering::SeqCst) {
+            bail!("the lease ran out");
+        }
+        let have = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+        let mut req =
+            master.agent.get(format!("{}/api/v1/jobs/{id}/source", master.base)).header("X-Lease", lease);
+        if let Some(t) = &master.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if have > 0 {
+            req = req.header("Range", format!("bytes={have}-"));
+        }
+        let attempt = (|| -> anyhow::Result<Option<(u64, String)>> {
+            let mut resp = req.call()?;
+            let status = resp.status().as_u16();
+            if status == 409 || status == 410 || status == 416 {
+                bail!(
+                    "the master answered {status}: {}",
+                    resp.body_mut().read_to_string().unwrap_or_default()
+                );
+            }
+            if status != 200 && status != 206 {
+                return Ok(None);
+            }
+            let header = |k: &str| resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let size: u64 = header("X-Size").and_then(|v| v.parse().ok()).context("no X-Size")?;
+            let hash = header("X-Blake3").context("no X-Blake3")?;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(to)?;
+            if status == 200 && have > 0 {
+                file.set_len(0)?;
+            }
+            std::io::copy(&mut resp.body_mut().as_reader(), &mut file)?;
+            file.sync_all()?;
+            Ok(Some((size, hash)))
+        })();
+        match attempt {
+            Ok(Some((size, hash))) => {
+                let got = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+                if got == size {
+                    let mut hasher = blake3::Hasher::new();
+                    hasher.update_reader(std::fs::File::open(to)?)?;
+                    if hasher.finalize().to_hex().as_str() == hash {
+                        return Ok(());
+                    }
+                    let _ = std::fs::remove_file(to);
+                    tracing::warn!(file = id, "downloaded source does not match its hash; downloading again");
+                } else if got > size {
+                    let _ = std::fs::remove_file(to);
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.to_string().starts_with("the master answered") => return Err(e),
+            Err(e) => tracing::warn!(file = id, "download cut ({e:#}); resuming"),
+        }
+        std::thread::sleep(Duration::from_secs(wait));
+        wait = (wait * 2).min(30);
+    }
+}
+
+/// Uploads `from` as the job's result, resuming from what the master already has.
+fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = std::fs::metadata(from)?.len();
+    let mut wait = 1u64;
+    loop {
+        if stale.load(Ordering::SeqCst) {
+            bail!("the lease ran out");
+        }
+        let attempt = (|| -> anyhow::Result<bool> {
+            let mut q =
+                master.agent.get(format!("{}/api/v1/jobs/{id}/result", master.base)).header("X-Lease", lease);
+            if let Some(t) = &master.token {
+                q = q.header("Authorization", format!("Bearer {t}"));
+            }
+            let mut resp = q.call()?;
+            if resp.status().as_u16() == 409 {
+                bail!("the master answered 409: the lease is no longer ours");
+            }
+            let have: u64 = serde_json::from_str::<serde_json::Value>(&resp.body_mut().read_to_string()?)?
+                ["received"]
+                .as_u64()
+                .context("no `received` in the answer")?;
+            if have == size {
+                return Ok(true);
+            }
+            // One request per chunk (256 MiB; AV1_UPLOAD_CHUNK changes it for tests), so a
+            // cut costs at most a chunk.
+            let chunk =
+                std::env::var("AV1_UPLOAD_CHUNK").ok().and_then(|c| c.parse().ok()).unwrap_or(256u64 << 20);
+            let mut file = std::fs::File::open(from)?;
+            file.seek(SeekFrom::Start(have))?;
+            let mut part = file.take((size - have).min(chunk.max(1)));
+            let mut put = master
+                .agent
+                .put(format!("{}/api/v1/jobs/{id}/result?offset={have}", master.base))
+                .header("X-Lease", lease);
+            if let Some(t) = &master.token {
+                put = put.header("Authorization", format!("Bearer {t}"));
+            }
+            let mut r = put.send(ureq::SendBody::from_reader(&mut part))?;
+            av1core::library::pause_point("worker:uploaded-chunk");
+            match r.status().as_u16() {
+                200 => Ok(false),
+                409 => Ok(false),
+                s => bail!("the master answered {s}: {}", r.body_mut().read_to_string().unwrap_or_default()),
+            }
+        })();
+        match attempt {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(e) if e.to_string().contains("no longer ours") => return Err(e),
+            Err(e) => tracing::warn!(file = id, "upload cut ({e:#}); resuming"),
+        }
+        std::thread::sleep(Duration::from_secs(wait));
+        wait = (wait * 2).min(30);
+    }
+}
+
 fn encode(
     local: &Path,
+    staged: &Path,
     c: &Claimed,
     settings: &av1core::Settings,
     args: &RemoteArgs,
@@ -373,11 +550,10 @@ fn encode(
         }
         Err(e) => return Encoded::Failed(chain(&e)),
     };
-    let staged = names::staged_for_lease(&replace::target_of(local), &c.lease);
     let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
     let limit = rules.size_limit(c.job.size);
     let hopeless = AtomicBool::new(false);
-    let report = av1core::transcode(local, &staged, &plan, stop, |p| {
+    let report = av1core::transcode(local, staged, &plan, stop, |p| {
         if let Ok(mut slot) = progress.lock() {
             *slot = Some(p.clone());
         }
@@ -400,15 +576,15 @@ fn encode(
         Err(e) => return Encoded::Failed(chain(&e)),
     };
     if report.output_size > limit {
-        let _ = std::fs::remove_file(&staged);
+        let _ = std::fs::remove_file(staged);
         return Encoded::Skip(
             json!({ "reason": "not_worth_it", "detail": format!("the result ({} bytes) is not {}% smaller than the original ({} bytes)", report.output_size, args.min_savings, c.job.size) }),
         );
     }
     let mut hasher = blake3::Hasher::new();
-    let hashed = std::fs::File::open(&staged).and_then(|f| hasher.update_reader(f).map(|_| ()));
+    let hashed = std::fs::File::open(staged).and_then(|f| hasher.update_reader(f).map(|_| ()));
     if let Err(e) = hashed {
-        let _ = std::fs::remove_file(&staged);
+        let _ = std::fs::remove_file(staged);
         return Encoded::Failed(format!("hashing the result {}: {e}", staged.display()));
     }
     Encoded::Result(json!({

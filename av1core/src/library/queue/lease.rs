@@ -232,6 +232,29 @@ impl Queue {
         Ok(true)
     }
 
+    /// The job `file_id` if `lease` is its current lease (a read: nothing changes).
+    pub fn leased(&self, file_id: i64, lease: &str) -> Result<Option<Job>> {
+        self.conn
+            .query_row(
+                "SELECT f.id, COALESCE((SELECT MAX(id) FROM attempts WHERE file_id = f.id), 0), f.path, f.size,
+                     f.mtime_ns, f.attempts
+                 FROM files f WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running'",
+                params![file_id, lease],
+                |r| {
+                    Ok(Job {
+                        file_id: r.get(0)?,
+                        attempt_id: r.get(1)?,
+                        path: r.get::<_, String>(2)?.into(),
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(Error::db("reading a lease"))
+    }
+
     /// The master takes a leased job over to check and place its result: the lease
     /// ends (no heartbeat is needed any more; a later call with it is stale) and the
     /// file stays running until its outcome is recorded. None for a stale lease.

@@ -1,0 +1,181 @@
+//! File distribution: workers that cannot see the library download the source and
+//! upload the result over HTTP, both resumable, both checked by size and BLAKE3, with
+//! constant memory whatever the file size. The lease travels in the `X-Lease` header;
+//! the URL names the job by id only.
+//!
+//! - `GET /api/v1/jobs/{id}/source` (optionally `Range: bytes=N-`): the original, with
+//!   `X-Size` and `X-Blake3` (computed once per file version and kept in memory).
+//! - `GET /api/v1/jobs/{id}/result`: `{"received": N}`, how much of the upload is here.
+//! - `PUT /api/v1/jobs/{id}/result?offset=N`: appends the body at N (409 if N is not
+//!   what is here), written beside the original under the lease's hidden name; the
+//!   `complete` call then has the master check and place it as for shared storage.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use av1core::library::queue::Queue;
+use av1core::library::{names, replace};
+use av1core::os::Stamp;
+use tiny_http::{Header, Request, Response};
+
+use crate::http::{self, Reply};
+
+/// BLAKE3 of source files, by (path, size, mtime): one read per file version.
+#[derive(Default)]
+pub struct Hashes(Mutex<HashMap<(PathBuf, u64, i64), String>>);
+
+impl Hashes {
+    fn get(&self, path: &std::path::Path) -> std::io::Result<(u64, String)> {
+        let st = Stamp::of(path)?;
+        let key = (path.to_path_buf(), st.size, st.mtime_ns);
+        if let Some(h) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok((st.size, h));
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(path)?)?;
+        let hash = hasher.finalize().to_hex().to_string();
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, hash.clone());
+        }
+        Ok((st.size, hash))
+    }
+}
+
+fn lease_of(request: &Request) -> Option<String> {
+    request.headers().iter().find(|h| h.field.equiv("X-Lease")).map(|h| h.value.as_str().trim().to_owned())
+}
+
+/// `GET /api/v1/jobs/{id}/source`.
+pub fn source(request: Request, queue: &Queue, hashes: &Hashes, id: i64) {
+    let Some(lease) = lease_of(&request) else {
+        return http::send(request, Reply::error(400, "X-Lease missing"));
+    };
+    let job = match queue.leased(id, &lease) {
+        Ok(Some(job)) => job,
+        Ok(None) => return http::send(request, Reply::error(409, "not the current lease of this job")),
+        Err(e) => return http::send(request, Reply::error(500, e.to_string())),
+    };
+    let (size, hash) = match hashes.get(&job.path) {
+        Ok(x) => x,
+        Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
+    };
+    if (size, Stamp::of(&job.path).map(|s| s.mtime_ns).unwrap_or(0)) != (job.size, job.mtime_ns) {
+        return http::send(request, Reply::error(410, "the source changed since it was queued"));
+    }
+    let start = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Range"))
+        .and_then(|h| {
+            h.value.as_str().strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).map(str::to_owned)
+        })
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    if start > size {
+        return http::send(request, Reply::error(416, format!("range starts after the end ({size} bytes)")));
+    }
+    let mut file = match std::fs::File::open(&job.path) {
+        Ok(f) => f,
+        Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
+    };
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return http::send(request, Reply::error(500, "seek failed"));
+    }
+    let header = |k: &str, v: String| Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("ASCII header");
+    let mut headers = vec![
+        header("X-Size", size.to_string()),
+        header("X-Blake3", hash),
+        header("Accept-Ranges", "bytes".into()),
+        header("Content-Type", "application/octet-stream".into()),
+    ];
+    let status = if start > 0 {
+        headers.push(header("Content-Range", format!("bytes {start}-{}/{size}", size.saturating_sub(1))));
+        206
+    } else {
+        200
+    };
+    let len = (size - start) as usize;
+    let response = Response::new(status.into(), headers, file.take(size - start), Some(len), None);
+    let _ = request.respond(response);
+}
+
+/// `GET /api/v1/jobs/{id}/result`: how many bytes of the upload the master has.
+pub fn received(request: Request, queue: &Queue, id: i64) {
+    let Some(lease) = lease_of(&request) else {
+        return http::send(request, Reply::error(400, "X-Lease missing"));
+    };
+    let reply = match queue.leased(id, &lease) {
+        Ok(Some(job)) => {
+            let staged = names::staged_for_lease(&replace::target_of(&job.path), &lease);
+            let n = std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
+            Reply::json(200, &serde_json::json!({ "received": n }))
+        }
+        Ok(None) => Reply::error(409, "not the current lease of this job"),
+        Err(e) => Reply::error(500, e.to_string()),
+    };
+    http::send(request, reply);
+}
+
+/// `PUT /api/v1/jobs/{id}/result?offset=N`.
+pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, String)]) {
+    let reply = (|| {
+        let lease = lease_of(&request).ok_or_else(|| Reply::error(400, "X-Lease missing"))?;
+        let offset: u64 = query
+            .iter()
+            .find(|(k, _)| k == "offset")
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or_else(|| Reply::error(400, "offset=N missing"))?;
+        let job = match queue.leased(id, &lease) {
+            Ok(Some(job)) => job,
+            Ok(None) => return Err(Reply::error(409, "not the current lease of this job")),
+            Err(e) => return Err(Reply::error(500, e.to_string())),
+        };
+        let staged = names::staged_for_lease(&replace::target_of(&job.path), &lease);
+        // A result is worth keeping only when smaller than the original.
+        let limit = job.size;
+        let length = request.body_length().map(|n| n as u64);
+        if length.is_some_and(|n| offset + n > limit) {
+            return Err(Reply::error(
+                413,
+                format!("a result must be smaller than the original ({limit} bytes)"),
+            ));
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&staged)
+            .map_err(|e| Reply::error(507, format!("cannot write the result: {e}")))?;
+        let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if have != offset {
+            return Err(Reply::error(
+                409,
+                format!("the master has {have} bytes, not {offset}: resume from there"),
+            ));
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(|e| Reply::error(500, e.to_string()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = offset;
+        let reader = request.as_reader();
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                // A cut connection keeps what arrived; the worker resumes from there.
+                Err(_) => break,
+            };
+            total += n as u64;
+            if total > limit {
+                let _ = file.set_len(offset);
+                return Err(Reply::error(413, "the result would not be smaller than the original"));
+            }
+            file.write_all(&buf[..n]).map_err(|e| Reply::error(507, format!("writing the result: {e}")))?;
+        }
+        file.sync_all().map_err(|e| Reply::error(507, format!("syncing the result: {e}")))?;
+        Ok(Reply::json(200, &serde_json::json!({ "received": total })))
+    })()
+    .unwrap_or_else(|r| r);
+    http::send(request, reply);
+}
