@@ -24,7 +24,7 @@ SVT_STEP := svt
 endif
 BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all deps test-deps svt build demo test lint bench bench-svt clean
+.PHONY: all deps test-deps svt build demo test lint bench bench-svt bench-protocol clean
 
 all: build
 
@@ -64,6 +64,11 @@ bench-svt: test-deps
 	$(MAKE) build SVT=system
 	$(CARGO) run --release -p av1-worker --example svt_versions -- \
 	  target/release/av1-worker target/svt-system/release/av1-worker $(BENCH_ARGS)
+
+# The master's protocol over loopback: per-job overhead, heartbeats/s with p50/p99
+# under many simulated workers, download/upload throughput with BLAKE3.
+bench-protocol: build test-deps
+	$(CARGO) run --release -p av1-master --example protocol_bench -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
