@@ -29,6 +29,8 @@ pub struct State {
     /// How results are checked and placed.
     pub policy: av1core::library::deliver::Policy,
     pub hashes: crate::transfer::Hashes,
+    /// Changes whenever the encoder settings or tables do.
+    pub config_version: String,
 }
 
 /// Set by the signal handler: the HTTP threads finish their request and return.
@@ -103,6 +105,10 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             Err(e) => Reply::error(500, e.to_string()),
         },
         (Method::Post, "/api/v1/workers/register") => register(queue, state, &body),
+        (Method::Get, "/api/v1/config") => Reply::json(
+            200,
+            &serde_json::json!({ "version": state.config_version, "settings": state.policy.settings }),
+        ),
         (Method::Post, "/api/v1/jobs/claim") => claim(queue, state, &body),
         (_, "/metrics" | "/api/v1/stats" | "/api/v1/files" | "/api/v1/scan" | "/api/v1/workers")
         | (_, "/api/v1/workers/register" | "/api/v1/jobs/claim") => {
@@ -286,6 +292,7 @@ fn register(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
                 "worker_id": id,
                 "lease_timeout_seconds": state.lease_timeout.as_secs_f64(),
                 "heartbeat_seconds": heartbeat_every(state.lease_timeout).as_secs_f64(),
+                "config_version": state.config_version,
             }),
         ),
         Err(e @ av1core::Error::Config(_)) => Reply::error(400, e.to_string()),
@@ -310,7 +317,11 @@ fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
         Err(r) => return r,
     };
     match queue.claim_for(c.worker_id, state.order, state.lease_timeout) {
-        Ok(Some(claimed)) => Reply::json(200, &claimed),
+        Ok(Some(claimed)) => {
+            let mut v = serde_json::to_value(&claimed).unwrap_or_default();
+            v["config_version"] = serde_json::json!(state.config_version);
+            Reply::json(200, &v)
+        }
         Ok(None) => Reply { status: 204, body: Vec::new(), content_type: "application/json" },
         Err(e) => Reply::error(500, e.to_string()),
     }
@@ -343,9 +354,10 @@ fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]
         "heartbeat" => {
             let beat = Heartbeat { phase: b.phase, progress: b.progress };
             return match queue.heartbeat(id, &b.lease, state.lease_timeout, &beat) {
-                Ok(LeaseReply::Renewed { cancel, expires }) => {
-                    Reply::json(200, &serde_json::json!({ "cancel": cancel, "expires": expires }))
-                }
+                Ok(LeaseReply::Renewed { cancel, expires }) => Reply::json(
+                    200,
+                    &serde_json::json!({ "cancel": cancel, "expires": expires, "config_version": state.config_version }),
+                ),
                 Ok(LeaseReply::Stale) => stale(),
                 Err(e) => Reply::error(500, e.to_string()),
             };

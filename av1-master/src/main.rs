@@ -66,9 +66,30 @@ pub struct Config {
     /// Group of the results (default: the original's).
     #[arg(long, env = "PGID", requires = "puid")]
     pub pgid: Option<u32>,
-    /// SVT-AV1 preset for the plans the scanner makes.
+    /// SVT-AV1 preset (0 slowest .. 13 fastest): the workers' too.
     #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
     pub preset: i8,
+    /// CRF instead of the quality table's.
+    #[arg(long)]
+    pub crf: Option<u8>,
+    /// Film grain synthesis level (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub film_grain: u8,
+    /// Keyframe interval in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub keyint: f64,
+    /// Copy every audio track unchanged.
+    #[arg(long)]
+    pub copy_audio: bool,
+    /// Encode the HDR10 base layer of HDR10+ / Dolby Vision sources instead of skipping them.
+    #[arg(long)]
+    pub dynamic_hdr_base_layer: bool,
+    /// CRF table (quality_lookup.json) overriding the built-in one.
+    #[arg(long, env = "QUALITY_LOOKUP")]
+    pub quality_table: Option<PathBuf>,
+    /// Opus bit-rate table (audio_codec_lookup.json) overriding the built-in one.
+    #[arg(long, env = "AUDIO_LOOKUP")]
+    pub audio_table: Option<PathBuf>,
 }
 
 fn version() -> &'static str {
@@ -130,12 +151,27 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     }
     drop(queue);
 
-    let settings = av1core::Settings { preset: cfg.preset, ..av1core::Settings::default() };
+    // The encoder settings and tables are the master's: the scanner plans with them and
+    // workers fetch them (`GET /api/v1/config`), again whenever the version changes.
+    let settings = av1core::Settings {
+        preset: cfg.preset,
+        crf: cfg.crf,
+        film_grain: cfg.film_grain,
+        keyint_seconds: cfg.keyint,
+        copy_audio: cfg.copy_audio,
+        dynamic_hdr_base_layer: cfg.dynamic_hdr_base_layer,
+        tables: av1core::plan::Tables::with_overrides(
+            cfg.quality_table.as_deref(),
+            cfg.audio_table.as_deref(),
+        )?,
+        ..av1core::Settings::default()
+    };
     settings.validate()?;
+    let config_version = blake3::hash(serde_json::to_string(&settings)?.as_bytes()).to_hex()[..16].to_owned();
     let scanner = Arc::new(scanner::Scanner::start(
         db.clone(),
         roots.clone(),
-        settings,
+        settings.clone(),
         (cfg.scan_interval > 0).then(|| Duration::from_secs(cfg.scan_interval * 60)),
     ));
 
@@ -145,7 +181,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let order: FileOrder = cfg.file_order.parse()?;
     spawn_lease_keeper(db.clone());
     let policy = av1core::library::deliver::Policy {
-        settings: av1core::Settings { preset: cfg.preset, ..av1core::Settings::default() },
+        settings,
         min_savings_percent: cfg.min_savings,
         replace: replace::Options { testing_mode: cfg.testing_mode, owner: cfg.puid.zip(cfg.pgid) },
     };
@@ -158,6 +194,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         order,
         policy,
         hashes: Default::default(),
+        config_version,
     });
 
     // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed

@@ -106,6 +106,10 @@ fn master_on(lib: &Path, db: &Path, port: u16) -> (Proc, String) {
         "--lease-timeout",
         "2",
         "--testing-mode",
+        "--preset",
+        "12",
+        "--crf",
+        "40",
         "--db",
     ])
     .arg(db)
@@ -352,6 +356,12 @@ fn file_distribution_downloads_encodes_and_uploads() {
     // The worker's own scratch files are gone too.
     let work = d.path().join("worker-far/work");
     assert_eq!(std::fs::read_dir(&work).map(|r| r.count()).unwrap_or(0), 0);
+    // The master's settings were used (its CRF, not the worker's table) and recorded.
+    let files = call(&url, "GET", "/api/v1/files?status=done");
+    for f in files["files"].as_array().unwrap() {
+        assert_eq!(f["settings"]["crf"], 40, "{f}");
+        assert!(f["encoder"].as_str().unwrap().starts_with("SVT-AV1 "), "{f}");
+    }
 }
 
 #[test]

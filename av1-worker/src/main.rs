@@ -82,7 +82,7 @@ struct EncoderArgs {
     keyint: f64,
     /// Encoder threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
-    threads: u32,
+    pub threads: u32,
     /// Copy every audio track unchanged.
     #[arg(long)]
     copy_audio: bool,

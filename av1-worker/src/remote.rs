@@ -94,7 +94,9 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
                 .with_context(|| format!("PATH_MAP entry {m:?} is not MASTER_PREFIX=LOCAL_PREFIX"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = encoder.settings()?;
+    // Used until the master's settings arrive (they replace these, but for `threads`).
+    let mut settings = encoder.settings()?;
+    let mut config_version = String::new();
     av1core::os::set_priority(args.nice_level, args.ionice_class)?;
     let drain = crate::signals::install_drain();
     let master = Master {
@@ -151,8 +153,10 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
                 }
             },
         };
-        let claimed = match master.post("/api/v1/jobs/claim", json!({ "worker_id": worker })) {
-            Ok((200, c)) => serde_json::from_value::<Claimed>(c).context("a claim the worker cannot read")?,
+        let (claimed, claimed_raw) = match master.post("/api/v1/jobs/claim", json!({ "worker_id": worker })) {
+            Ok((200, c)) => {
+                (serde_json::from_value::<Claimed>(c.clone()).context("a claim the worker cannot read")?, c)
+            }
             Ok((204, _)) => {
                 sleep_unless(&drain, Duration::from_secs_f64(args.poll.max(0.1)));
                 continue;
@@ -170,10 +174,45 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
             }
         };
         backoff.reset();
+        if claimed_version(&claimed_raw) != config_version {
+            match fetch_config(&master, encoder.threads) {
+                Ok((version, s)) => {
+                    tracing::info!(
+                        "encoder settings {version} from the master (preset {}, CRF {:?})",
+                        s.preset,
+                        s.crf
+                    );
+                    config_version = version;
+                    settings = s;
+                }
+                Err(e) => tracing::warn!("could not fetch the master's settings ({e:#}); using ours"),
+            }
+        }
         work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every);
     }
     tracing::info!("drained: no job left running here; stopping");
     Ok(ExitCode::SUCCESS)
+}
+
+fn claimed_version(claim: &serde_json::Value) -> String {
+    claim["config_version"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The master's encoder settings and tables (`threads` stays this machine's).
+fn fetch_config(master: &Master, threads: u32) -> anyhow::Result<(String, av1core::Settings)> {
+    let mut req = master.agent.get(format!("{}/api/v1/config", master.base));
+    if let Some(t) = &master.token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut resp = req.call()?;
+    if resp.status().as_u16() != 200 {
+        bail!("GET /api/v1/config answered {}", resp.status());
+    }
+    let v: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    let mut settings: av1core::Settings = serde_json::from_value(v["settings"].clone())?;
+    settings.threads = threads;
+    settings.validate()?;
+    Ok((v["version"].as_str().unwrap_or_default().to_owned(), settings))
 }
 
 /// One job, from claim to the call that ends it.
@@ -594,6 +633,7 @@ fn encode(
         "encoder": report.encoder,
         "fps": report.fps,
         "elapsed": report.elapsed.as_secs_f64(),
+        "settings": serde_json::from_str::<serde_json::Value>(&plan.video.settings_json()).unwrap_or_default(),
     }))
 }
 

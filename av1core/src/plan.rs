@@ -162,6 +162,23 @@ pub struct VideoPlan {
     pub svt_params: Vec<(String, String)>,
 }
 
+impl VideoPlan {
+    /// The encoder settings that shape the result, as JSON: recorded with every result.
+    pub fn settings_json(&self) -> String {
+        serde_json::json!({
+            "encoder": format!("SVT-AV1 {}", crate::encode::svt::version()),
+            "preset": self.preset,
+            "library_preset": crate::encode::svt::library_preset(self.preset),
+            "crf": self.crf,
+            "bit_depth": self.bit_depth,
+            "keyint": self.keyint,
+            "film_grain": self.film_grain,
+            "svt_params": self.svt_params,
+        })
+        .to_string()
+    }
+}
+
 /// The plan for one file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {

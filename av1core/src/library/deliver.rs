@@ -33,6 +33,9 @@ pub struct Delivered {
     pub fps: f64,
     /// Seconds.
     pub elapsed: f64,
+    /// The encoder settings used (JSON), recorded with the result.
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// The master's rules for results.
@@ -124,7 +127,12 @@ fn check_and_place(
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
     };
     crate::verify(staged, &plan, Some(d.frames))?;
-    let facts = replace::EncodeFacts { encoder: d.encoder.clone(), fps: d.fps, elapsed: d.elapsed };
+    let facts = replace::EncodeFacts {
+        encoder: d.encoder.clone(),
+        fps: d.fps,
+        elapsed: d.elapsed,
+        settings: d.settings.as_ref().map(|s| s.to_string()),
+    };
     let done = replace::replace(queue, file_id, source, stamp, staged, &facts, &policy.replace)?;
     Ok(Outcome::Done(done))
 }

@@ -231,6 +231,7 @@ fn work(
         encoder: report.encoder.clone(),
         fps: report.fps,
         elapsed: report.elapsed.as_secs_f64(),
+        settings: Some(plan.video.settings_json()),
     };
     match replace::replace(queue, job.file_id, source, before, &staged, &facts, &cfg.replace) {
         Ok(done) => Ok(Outcome::Done(done)),

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_output_stamp.sql"),
     include_str!("migrations/0003_leases.sql"),
     include_str!("migrations/0004_controls.sql"),
+    include_str!("migrations/0005_settings.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
@@ -202,6 +203,9 @@ pub struct Done {
     /// Seconds.
     pub elapsed: f64,
     pub backup: Option<PathBuf>,
+    /// The encoder settings that produced it (JSON), as the encoding side reported.
+    #[serde(default)]
+    pub settings: Option<String>,
 }
 
 /// How a job ended.
@@ -301,6 +305,10 @@ pub struct FileRow {
     pub original_size: Option<u64>,
     pub output_size: Option<u64>,
     pub backup_path: Option<PathBuf>,
+    /// `SVT-AV1 2.3.0` for a done file.
+    pub encoder: Option<String>,
+    /// The encoder settings that produced a done file.
+    pub settings: Option<serde_json::Value>,
 }
 
 /// A file's recorded backup, and the (size, mtime) of its last result.
@@ -812,6 +820,7 @@ impl Queue {
                             fps: 0.0,
                             elapsed: 0.0,
                             backup: None,
+                            settings: None,
                         },
                     },
                     r.get::<_, String>(10)?,
@@ -948,7 +957,7 @@ impl Queue {
             .prepare_cached(&format!(
                 "SELECT id, path, size, status, reason, detail, priority, attempts, container, video_codec,
                      width, height, hdr, duration, audio, crf, original_path, original_size, output_size,
-                     backup_path
+                     backup_path, encoder, encode_settings
                  FROM files WHERE {filter} ORDER BY {order} {dir}, id {dir} LIMIT ?3 OFFSET ?4"
             ))
             .map_err(Error::db("listing files"))?;
@@ -977,6 +986,8 @@ impl Queue {
                     original_size: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
                     output_size: r.get::<_, Option<i64>>(18)?.map(|v| v as u64),
                     backup_path: r.get::<_, Option<String>>(19)?.map(Into::into),
+                    encoder: r.get(20)?,
+                    settings: r.get::<_, Option<String>>(21)?.and_then(|s| serde_json::from_str(&s).ok()),
                 })
             })
             .map_err(Error::db("listing files"))?;
@@ -1053,7 +1064,8 @@ fn finish_row(
                 "UPDATE files SET status = 'done', reason = NULL, detail = NULL, path = ?2, size = ?3, mtime_ns = ?4,
                      original_path = ?5, original_size = ?6, output_size = ?3, output_mtime_ns = ?4, encoder = ?7,
                      fps = ?8, elapsed = ?9, backup_path = COALESCE(?10, backup_path), video_codec = 'av1',
-                     container = 'matroska', reencode = 0, finished_at = ?11, updated_at = ?11
+                     container = 'matroska', reencode = 0, encode_settings = ?12, finished_at = ?11,
+                     updated_at = ?11
                  WHERE id = ?1 {guard}"
             ),
             params![
@@ -1067,7 +1079,8 @@ fn finish_row(
                 d.fps,
                 d.elapsed,
                 d.backup.as_deref().map(path_str).transpose()?,
-                t
+                t,
+                d.settings
             ],
         ),
         _ => tx.execute(
@@ -1247,6 +1260,7 @@ mod tests {
             fps: 10.0,
             elapsed: 1.0,
             backup: None,
+            settings: None,
         };
         let rec = PendingReplacement {
             file_id: id,

@@ -42,6 +42,8 @@ pub struct EncodeFacts {
     pub fps: f64,
     /// Seconds.
     pub elapsed: f64,
+    /// The encoder settings used (JSON), recorded with the result.
+    pub settings: Option<String>,
 }
 
 /// The name the result of `source` takes: `Movie.mkv`, or the source's own name when
@@ -115,6 +117,7 @@ pub fn replace(
             fps: facts.fps,
             elapsed: facts.elapsed,
             backup,
+            settings: facts.settings.clone(),
         },
     };
     queue.begin_replacement(&rec)?;
@@ -319,7 +322,7 @@ mod tests {
     }
 
     fn facts() -> EncodeFacts {
-        EncodeFacts { encoder: "test".into(), fps: 1.0, elapsed: 1.0 }
+        EncodeFacts { encoder: "test".into(), fps: 1.0, elapsed: 1.0, settings: None }
     }
 
     #[test]
@@ -430,6 +433,7 @@ mod tests {
                 fps: 1.0,
                 elapsed: 1.0,
                 backup: Some(backup.clone()),
+                settings: None,
             };
             l.queue
                 .begin_replacement(&PendingReplacement {
@@ -481,6 +485,7 @@ mod tests {
             fps: 1.0,
             elapsed: 1.0,
             backup: None,
+            settings: None,
         };
         l.queue
             .begin_replacement(&PendingReplacement {
