@@ -100,7 +100,7 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             let queued = state.scanner.trigger();
             Reply::json(202, &serde_json::json!({ "queued": queued, "scanner": state.scanner.state() }))
         }
-        (Method::Get, "/api/v1/workers") => match queue.workers() {
+        (Method::Get, "/api/v1/workers") => match workers(queue, state) {
             Ok(w) => Reply::json(200, &serde_json::json!({ "workers": w, "now": now_ms() })),
             Err(e) => Reply::error(500, e.to_string()),
         },
@@ -152,8 +152,8 @@ struct Stats {
     /// The library's size once every pending file is done, if they shrink like the
     /// done ones did.
     projected_library_bytes: u64,
-    /// Seconds until the queue is empty, from the workers' combined throughput (none
-    /// yet: workers come with the next step).
+    /// Seconds until the queue is empty at the workers' combined throughput (none while
+    /// no worker encodes).
     eta_seconds: Option<u64>,
     skipped_by_reason: Vec<(String, u64)>,
     scanner: crate::scanner::ScanState,
@@ -166,6 +166,18 @@ fn stats(queue: &Queue, state: &State) -> Reply {
     };
     let saved = c.original_bytes.saturating_sub(c.output_bytes);
     let ratio = if c.original_bytes > 0 { c.output_bytes as f64 / c.original_bytes as f64 } else { 1.0 };
+    // The library's throughput is the sum of the workers' (each: its file's bytes times
+    // the share of frames it encodes per second).
+    let rate: f64 = workers(queue, state)
+        .unwrap_or_default()
+        .iter()
+        .filter(|w| w["status"] == "encoding")
+        .filter_map(|w| {
+            let p = &w["progress"];
+            Some(p["size"].as_f64()? * p["fps"].as_f64()? / p["total_frames"].as_f64().filter(|t| *t > 0.0)?)
+        })
+        .sum();
+    let eta = (rate > 0.0).then(|| (c.pending_bytes as f64 / rate) as u64);
     let projected = c.library_bytes.saturating_sub(c.pending_bytes) + (c.pending_bytes as f64 * ratio) as u64;
     Reply::json(
         200,
@@ -185,7 +197,7 @@ fn stats(queue: &Queue, state: &State) -> Reply {
             },
             library_bytes: c.library_bytes,
             projected_library_bytes: projected,
-            eta_seconds: None,
+            eta_seconds: eta,
             skipped_by_reason: c.skipped_by_reason,
             scanner: state.scanner.state(),
         },
@@ -253,6 +265,22 @@ fn metrics(queue: &Queue, state: &State) -> Reply {
     out.push_str(&format!("av1_bytes_saved_total {}\n", c.original_bytes.saturating_sub(c.output_bytes)));
     out.push_str("# HELP av1_library_bytes Bytes of the library now.\n# TYPE av1_library_bytes gauge\n");
     out.push_str(&format!("av1_library_bytes {}\n", c.library_bytes));
+    let ws = workers(queue, state).unwrap_or_default();
+    out.push_str("# HELP av1_workers Registered workers by status.\n# TYPE av1_workers gauge\n");
+    for status in ["idle", "downloading", "encoding", "uploading", "offline"] {
+        let n = ws.iter().filter(|w| w["status"] == status).count();
+        out.push_str(&format!("av1_workers{{status=\"{status}\"}} {n}\n"));
+    }
+    let fps: f64 =
+        ws.iter().filter(|w| w["status"] == "encoding").filter_map(|w| w["progress"]["fps"].as_f64()).sum();
+    out.push_str(
+        "# HELP av1_encode_fps Frames per second encoded by all workers now.\n# TYPE av1_encode_fps gauge\n",
+    );
+    out.push_str(&format!("av1_encode_fps {fps:.2}\n"));
+    let (down, up) = crate::transfer::totals();
+    out.push_str("# HELP av1_transfer_bytes_total Bytes sent to and received from workers.\n# TYPE av1_transfer_bytes_total counter\n");
+    out.push_str(&format!("av1_transfer_bytes_total{{direction=\"download\"}} {down}\n"));
+    out.push_str(&format!("av1_transfer_bytes_total{{direction=\"upload\"}} {up}\n"));
     let scan = state.scanner.state();
     out.push_str("# HELP av1_scans_total Library scans finished.\n# TYPE av1_scans_total counter\n");
     out.push_str(&format!("av1_scans_total {}\n", scan.scans));
@@ -437,4 +465,21 @@ fn control(queue: &mut Queue, id: i64, action: &str) -> Reply {
         Ok(false) => Reply::error(409, format!("{action} does not apply to file {id} in its current state")),
         Err(e) => Reply::error(500, e.to_string()),
     }
+}
+
+/// The workers with a `status`: offline when not heard from for longer than a lease,
+/// else what they said they do (idle, downloading, encoding, uploading).
+fn workers(queue: &Queue, state: &State) -> av1core::Result<Vec<serde_json::Value>> {
+    let now = now_ms();
+    Ok(queue
+        .workers()?
+        .into_iter()
+        .map(|w| {
+            let offline = now - w.last_seen > state.lease_timeout.as_millis() as i64;
+            let status = if offline { "offline".to_owned() } else { w.phase.clone() };
+            let mut v = serde_json::to_value(&w).unwrap_or_default();
+            v["status"] = serde_json::json!(status);
+            v
+        })
+        .collect())
 }

@@ -45,6 +45,10 @@ pub struct Config {
     /// Minutes between scans of the library (0: only at start and on request).
     #[arg(long, env = "SCAN_INTERVAL", default_value_t = 60)]
     pub scan_interval: u64,
+    /// Also run a worker inside this process (shared storage: it sees the library), so
+    /// one machine has the whole product.
+    #[arg(long, env = "LOCAL_WORKER")]
+    pub local_worker: bool,
     /// HTTP threads (requests served at the same time).
     #[arg(long, default_value_t = 8)]
     pub http_threads: usize,
@@ -199,8 +203,39 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 
     // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed
     // SQLite transaction; nothing is half done).
-    if let Err(e) = ctrlc::set_handler(|| api::STOP.store(true, std::sync::atomic::Ordering::Relaxed)) {
+    let drain = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drain_on_signal = drain.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        drain_on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
+        api::STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    }) {
         tracing::warn!("no signal handler: {e}");
+    }
+    if cfg.local_worker {
+        let url = format!("http://127.0.0.1:{}", addr.port());
+        let args = av1_worker::remote::RemoteArgs {
+            token: cfg.token.clone(),
+            name: Some(format!("{}-local", rustix::system::uname().nodename().to_string_lossy())),
+            path_map: Vec::new(),
+            nice_level: 19,
+            ionice_class: 3,
+            min_savings: cfg.min_savings,
+            file_distribution: "false".into(),
+            state_dir: None,
+            poll: 2.0,
+        };
+        let fallback = state.policy.settings.clone();
+        let drain = drain.clone();
+        std::thread::Builder::new()
+            .name("local-worker".into())
+            .spawn(move || {
+                // Its own thread: the lowered priority stays with it and its encoder.
+                if let Err(e) = av1_worker::remote::run(&url, &args, fallback, 0, drain) {
+                    tracing::error!("the local worker stopped: {e:#}");
+                }
+            })
+            .expect("spawning the local worker");
+        tracing::info!("a local worker works for this master");
     }
     std::thread::scope(|s| {
         for i in 0..cfg.http_threads.max(1) {

@@ -22,6 +22,15 @@ use tiny_http::{Header, Request, Response};
 
 use crate::http::{self, Reply};
 
+static DOWNLOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static UPLOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes sent to workers (sources) and received from them (results) since the start.
+pub fn totals() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (DOWNLOADED.load(Relaxed), UPLOADED.load(Relaxed))
+}
+
 /// BLAKE3 of source files, by (path, size, mtime): one read per file version.
 #[derive(Default)]
 pub struct Hashes(Mutex<HashMap<(PathBuf, u64, i64), String>>);
@@ -97,6 +106,7 @@ pub fn source(request: Request, queue: &Queue, hashes: &Hashes, id: i64) {
         200
     };
     let len = (size - start) as usize;
+    DOWNLOADED.fetch_add(size - start, std::sync::atomic::Ordering::Relaxed);
     let response = Response::new(status.into(), headers, file.take(size - start), Some(len), None);
     let _ = request.respond(response);
 }
@@ -167,6 +177,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
                 Err(_) => break,
             };
             total += n as u64;
+            UPLOADED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             if total > limit {
                 let _ = file.set_len(offset);
                 return Err(Reply::error(413, "the result would not be smaller than the original"));

@@ -200,6 +200,8 @@ fn api_serves_the_queue_behind_a_token() {
     assert!(metrics.contains("av1_files{status=\"pending\"} 3"), "{metrics}");
     assert!(metrics.contains("av1_files{status=\"failed\"} 1"), "{metrics}");
     assert!(metrics.contains("av1_scans_total 3"), "{metrics}");
+    assert!(metrics.contains("av1_workers{status=\"encoding\"} 0"), "{metrics}");
+    assert!(metrics.contains("av1_transfer_bytes_total{direction=\"upload\"} 0"), "{metrics}");
 }
 
 /// POST JSON with the token: status and JSON.
@@ -274,6 +276,8 @@ fn leases_over_http_only_the_current_one_counts() {
     wait_for("the lease to run out", || get(&m, "/api/v1/stats").1["pending"] == 1);
     let (_, files) = get(&m, "/api/v1/files");
     assert_eq!(files["files"][0]["attempts"], 1);
+    let (_, workers) = get(&m, "/api/v1/workers");
+    assert_eq!(workers["workers"][0]["status"], "offline", "silent for longer than a lease: {workers}");
     assert_eq!(beat(&lease).0, 409, "the old lease is stale");
 
     // A new claim, a cancel from the API reaches the worker at its next heartbeat.

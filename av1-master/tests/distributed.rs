@@ -356,6 +356,24 @@ fn file_distribution_downloads_encodes_and_uploads() {
     // The worker's own scratch files are gone too.
     let work = d.path().join("worker-far/work");
     assert_eq!(std::fs::read_dir(&work).map(|r| r.count()).unwrap_or(0), 0);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let text = agent
+        .get(format!("{url}/metrics"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let bytes = |dir: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("av1_transfer_bytes_total{{direction=\"{dir}\"}}")))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap()
+    };
+    let sources: u64 = originals.values().map(|v| v.len() as u64).sum();
+    assert_eq!(bytes("download"), sources, "{text}");
+    assert!(bytes("upload") > 0, "{text}");
     // The master's settings were used (its CRF, not the worker's table) and recorded.
     let files = call(&url, "GET", "/api/v1/files?status=done");
     for f in files["files"].as_array().unwrap() {
@@ -398,4 +416,33 @@ fn an_upload_cut_by_a_master_restart_resumes() {
     assert_eq!(std::fs::read(lib.join("Film.mp4.bak")).unwrap(), original);
     let files = call(&url, "GET", "/api/v1/files");
     assert_eq!(files["files"][0]["attempts"], 1, "resumed, not started again: {files}");
+}
+
+#[test]
+fn a_master_with_a_local_worker_is_the_whole_product_on_one_machine() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "Film.mp4", 1);
+    clip(&lib, "Show.mkv", 1);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_av1-master"));
+    c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MEDIA_DIRS");
+    c.env("XDG_STATE_HOME", d.path().join("state"));
+    c.args(["--bind", "127.0.0.1", "--port", "0", "--preset", "12", "--local-worker", "--db"])
+        .arg(d.path().join("master.sqlite"))
+        .arg(&lib);
+    let m = Proc::spawn(c);
+    let line = m.wait_for("listening on http://");
+    let url = format!(
+        "http://{}",
+        line.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap()
+    );
+    let s = settle(&url, "the local worker to finish the library", |s| s["done"] == 2);
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_av1(&lib.join("Film.mkv"));
+    assert_av1(&lib.join("Show.mkv"));
+    assert!(!lib.join("Film.mp4").exists());
+    let workers = call(&url, "GET", "/api/v1/workers");
+    assert!(workers["workers"][0]["name"].as_str().unwrap().ends_with("-local"), "{workers}");
+    assert_eq!(workers["workers"][0]["jobs_done"], 2);
 }

@@ -8,9 +8,10 @@
 
 mod library;
 mod progress;
-mod remote;
 mod signals;
 mod single;
+
+use av1_worker::remote;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -156,7 +157,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => match &cli.master_url {
-            Some(url) => remote::run(url, &cli.remote, &cli.encoder),
+            Some(url) => cli.encoder.settings().and_then(|fallback| {
+                let drain = signals::install_drain();
+                remote::run(url, &cli.remote, fallback, cli.encoder.threads, drain)?;
+                Ok(std::process::ExitCode::SUCCESS)
+            }),
             None => Err(anyhow::anyhow!(
                 "give a master's URL (or MASTER_URL) to work for it, or a command: `av1-worker --help`"
             )),

@@ -10,7 +10,6 @@
 //! lease then runs out and the job goes back to the queue).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,38 +22,38 @@ use av1core::{Decision, Progress};
 use serde_json::json;
 
 /// Settings of the worker mode.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct RemoteArgs {
     /// Token the master requires (`Authorization: Bearer`).
     #[arg(long, env = "AV1_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// Name shown by the master; unique per worker [default: the host name].
     #[arg(long, env = "WORKER_NAME")]
-    name: Option<String>,
+    pub name: Option<String>,
     /// Master path prefixes and where this worker sees them: `/media=/mnt/media,...`.
     #[arg(long, env = "PATH_MAP", value_delimiter = ',')]
-    path_map: Vec<String>,
+    pub path_map: Vec<String>,
     /// CPU priority, 0 (normal) to 19 (lowest).
     #[arg(long = "nice", env = "NICE_LEVEL", default_value_t = 19)]
-    nice_level: i32,
+    pub nice_level: i32,
     /// I/O priority class: 1 realtime, 2 best effort, 3 idle.
     #[arg(long = "ionice", env = "IONICE_CLASS", default_value_t = 3)]
-    ionice_class: u8,
+    pub ionice_class: u8,
     /// A result must be at least this many percent smaller (the master checks again).
     #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
-    min_savings: f64,
+    pub min_savings: f64,
     /// auto: shared storage when this worker sees the file with the right size, else
     /// download it, encode here and upload the result; true: always download; false:
     /// never.
     #[arg(long, env = "FILE_DISTRIBUTION_MODE", default_value = "auto")]
-    file_distribution: String,
+    pub file_distribution: String,
     /// Where the worker keeps calls not yet answered by the master
     /// [default: $XDG_STATE_HOME/av1/worker-NAME].
     #[arg(long, env = "WORKER_STATE")]
-    state_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     /// Seconds between claims when the queue is empty.
     #[arg(long, default_value_t = 5.0)]
-    poll: f64,
+    pub poll: f64,
 }
 
 /// The master's address and our credentials.
@@ -81,7 +80,16 @@ impl Master {
     }
 }
 
-pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow::Result<ExitCode> {
+/// Works for the master at `url` until `drain` is raised (then finishes the current job
+/// and returns). `fallback` are the encoder settings used until the master's arrive;
+/// `threads` stays this machine's choice.
+pub fn run(
+    url: &str,
+    args: &RemoteArgs,
+    fallback: av1core::Settings,
+    threads: u32,
+    drain: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("MASTER_URL must start with http:// or https://, not {url:?}");
     }
@@ -95,10 +103,9 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Used until the master's settings arrive (they replace these, but for `threads`).
-    let mut settings = encoder.settings()?;
+    let mut settings = fallback;
     let mut config_version = String::new();
     av1core::os::set_priority(args.nice_level, args.ionice_class)?;
-    let drain = crate::signals::install_drain();
     let master = Master {
         base: url.trim_end_matches('/').to_owned(),
         token: args.token.clone(),
@@ -175,7 +182,7 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
         };
         backoff.reset();
         if claimed_version(&claimed_raw) != config_version {
-            match fetch_config(&master, encoder.threads) {
+            match fetch_config(&master, threads) {
                 Ok((version, s)) => {
                     tracing::info!(
                         "encoder settings {version} from the master (preset {}, CRF {:?})",
@@ -191,7 +198,7 @@ pub fn run(url: &str, args: &RemoteArgs, encoder: &crate::EncoderArgs) -> anyhow
         work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every);
     }
     tracing::info!("drained: no job left running here; stopping");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn claimed_version(claim: &serde_json::Value) -> String {
@@ -267,6 +274,7 @@ fn work(
         let (progress, stop, cancelled, stale, finished) =
             (progress.clone(), stop.clone(), cancelled.clone(), stale.clone(), finished.clone());
         let phase = phase.clone();
+        let size = c.job.size;
         let lease = lease.to_owned();
         let base = master.base.clone();
         let token = master.token.clone();
@@ -289,6 +297,7 @@ fn work(
                     "progress": p.map(|p| json!({
                         "percent": p.percent, "fps": p.fps, "frames": p.frames, "total_frames": p.total_frames,
                         "eta_seconds": p.eta.map(|d| d.as_secs()), "projected_size": p.projected_size,
+                        "size": size,
                     })),
                 });
                 match m.post(&format!("/api/v1/jobs/{id}/heartbeat"), body) {

@@ -1,0 +1,4 @@
+//! The worker's pieces that other programs embed: `remote`, the loop that works for a
+//! master (`av1-master --local-worker` runs it in its own process).
+
+pub mod remote;
