@@ -344,9 +344,10 @@ fn file_distribution_downloads_encodes_and_uploads() {
     let (_master, url) = master(&lib, &d.path().join("master.sqlite"));
     settle(&url, "the first scan", |s| s["pending"] == 2);
     let w = worker(&url, "far", d.path(), &[("FILE_DISTRIBUTION_MODE", "true")]);
+    let w2 = worker(&url, "farther", d.path(), &[("FILE_DISTRIBUTION_MODE", "true")]);
     let s = settle(&url, "the library to settle", |s| s["pending"] == 0 && s["running"] == 0);
     assert_eq!(s["done"], 2, "{s}");
-    drop(w);
+    drop((w, w2));
     let after = snapshot(&lib);
     assert_av1(&lib.join("Film.mkv"));
     assert_av1(&lib.join("Show.mkv"));

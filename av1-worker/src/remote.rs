@@ -275,6 +275,7 @@ fn work(
             (progress.clone(), stop.clone(), cancelled.clone(), stale.clone(), finished.clone());
         let phase = phase.clone();
         let size = c.job.size;
+        let mut usage = Usage::new();
         let lease = lease.to_owned();
         let base = master.base.clone();
         let token = master.token.clone();
@@ -291,14 +292,17 @@ fn work(
             while !finished.load(Ordering::SeqCst) {
                 let p = progress.lock().ok().and_then(|p| p.clone());
                 let now = phase.lock().map(|p| *p).unwrap_or("encoding");
+                let (cpu, rss) = usage.sample();
                 let body = json!({
                     "lease": lease,
                     "phase": now,
-                    "progress": p.map(|p| json!({
-                        "percent": p.percent, "fps": p.fps, "frames": p.frames, "total_frames": p.total_frames,
-                        "eta_seconds": p.eta.map(|d| d.as_secs()), "projected_size": p.projected_size,
-                        "size": size,
-                    })),
+                    "progress": {
+                        "percent": p.as_ref().map(|p| p.percent), "fps": p.as_ref().map(|p| p.fps),
+                        "frames": p.as_ref().map(|p| p.frames), "total_frames": p.as_ref().map(|p| p.total_frames),
+                        "eta_seconds": p.as_ref().and_then(|p| p.eta.map(|d| d.as_secs())),
+                        "projected_size": p.as_ref().and_then(|p| p.projected_size),
+                        "size": size, "cpu_percent": cpu, "memory_bytes": rss,
+                    },
                 });
                 match m.post(&format!("/api/v1/jobs/{id}/heartbeat"), body) {
                     Ok((200, r)) if r["cancel"] == true => {
@@ -714,4 +718,42 @@ fn memory_bytes() -> Option<u64> {
     let kb: u64 =
         meminfo.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// CPU use (percent of one core, averaged since the last sample) and resident memory of
+/// this process, from /proc.
+struct Usage {
+    last: Option<(Instant, f64)>,
+}
+
+impl Usage {
+    fn new() -> Usage {
+        Usage { last: None }
+    }
+
+    fn sample(&mut self) -> (Option<f64>, Option<u64>) {
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let cpu_seconds = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| {
+            let fields: Vec<&str> = s.rsplit_once(") ")?.1.split(' ').collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        });
+        let rss = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|pages| pages * rustix::param::page_size() as u64);
+        let now = Instant::now();
+        let cpu = match (cpu_seconds, self.last) {
+            (Some(c), Some((t, prev))) => {
+                let dt = now.duration_since(t).as_secs_f64();
+                (dt > 0.0).then(|| 100.0 * (c - prev) / dt)
+            }
+            _ => None,
+        };
+        if let Some(c) = cpu_seconds {
+            self.last = Some((now, c));
+        }
+        (cpu, rss)
+    }
 }
