@@ -344,6 +344,11 @@ fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
         Ok(c) => c,
         Err(r) => return r,
     };
+    match queue.worker_exists(c.worker_id) {
+        Ok(true) => {}
+        Ok(false) => return Reply::error(404, format!("no worker {}: register again", c.worker_id)),
+        Err(e) => return Reply::error(500, e.to_string()),
+    }
     match queue.claim_for(c.worker_id, state.order, state.lease_timeout) {
         Ok(Some(claimed)) => {
             let mut v = serde_json::to_value(&claimed).unwrap_or_default();
@@ -397,6 +402,10 @@ fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]
             None => return Reply::error(400, "a skip needs its reason"),
         },
         "cancelled" => Outcome::Cancelled { detail: "cancelled on request".into() },
+        // The worker cannot do this job (its mount, its disk): back to the queue.
+        "release" => Outcome::Requeued {
+            detail: if b.detail.is_empty() { "given back by its worker".into() } else { b.detail },
+        },
         _ => return Reply::error(404, format!("no such job call: {action}")),
     };
     match queue.finish_leased(id, &b.lease, &outcome) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use av1core::library::{names, queue::Queue, replace, scan};
+use av1core::library::{names, queue::Queue, scan};
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use serde::Serialize;
 
@@ -108,7 +108,7 @@ impl Scanner {
 fn remove_orphans(queue: &Queue, ours: &[PathBuf]) -> av1core::Result<()> {
     let mut live = std::collections::HashSet::new();
     for (path, lease) in queue.live_leases()? {
-        let staged = names::staged_for_lease(&replace::target_of(&path), &lease);
+        let staged = names::staged_for_lease(&names::target_for(&path), &lease);
         live.insert(av1core::transcode::temp_path(&staged));
         live.insert(staged);
     }

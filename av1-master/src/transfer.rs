@@ -15,8 +15,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use av1core::library::names;
 use av1core::library::queue::Queue;
-use av1core::library::{names, replace};
 use av1core::os::Stamp;
 use tiny_http::{Header, Request, Response};
 
@@ -118,7 +118,7 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
     };
     let reply = match queue.leased(id, &lease) {
         Ok(Some(job)) => {
-            let staged = names::staged_for_lease(&replace::target_of(&job.path), &lease);
+            let staged = names::staged_for_lease(&names::target_for(&job.path), &lease);
             let n = std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
             Reply::json(200, &serde_json::json!({ "received": n }))
         }
@@ -142,11 +142,11 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             Ok(None) => return Err(Reply::error(409, "not the current lease of this job")),
             Err(e) => return Err(Reply::error(500, e.to_string())),
         };
-        let staged = names::staged_for_lease(&replace::target_of(&job.path), &lease);
+        let staged = names::staged_for_lease(&names::target_for(&job.path), &lease);
         // A result is worth keeping only when smaller than the original.
         let limit = job.size;
         let length = request.body_length().map(|n| n as u64);
-        if length.is_some_and(|n| offset + n > limit) {
+        if offset > limit || length.is_some_and(|n| offset.checked_add(n).is_none_or(|end| end > limit)) {
             return Err(Reply::error(
                 413,
                 format!("a result must be smaller than the original ({limit} bytes)"),
@@ -185,6 +185,13 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             file.write_all(&buf[..n]).map_err(|e| Reply::error(507, format!("writing the result: {e}")))?;
         }
         file.sync_all().map_err(|e| Reply::error(507, format!("syncing the result: {e}")))?;
+        // The lease may have run out meanwhile (and its files been removed): then this
+        // file is nobody's.
+        if !matches!(queue.leased(id, &lease), Ok(Some(_))) {
+            drop(file);
+            let _ = std::fs::remove_file(&staged);
+            return Err(Reply::error(409, "the lease ran out during the upload"));
+        }
         Ok(Reply::json(200, &serde_json::json!({ "received": total })))
     })()
     .unwrap_or_else(|r| r);

@@ -271,6 +271,11 @@ fn leases_over_http_only_the_current_one_counts() {
     assert_eq!(workers["workers"][0]["file_id"], id);
     assert_eq!(post(&m, "/api/v1/jobs/abc/heartbeat", serde_json::json!({"lease": lease})).0, 404);
     assert_eq!(post(&m, "/api/v1/jobs/claim", serde_json::json!({"worker": "nope"})).0, 400);
+    assert_eq!(
+        post(&m, "/api/v1/jobs/claim", serde_json::json!({"worker_id": 4242})).0,
+        404,
+        "register again"
+    );
 
     // No heartbeat: the lease runs out and the file goes back, its attempt counted.
     wait_for("the lease to run out", || get(&m, "/api/v1/stats").1["pending"] == 1);

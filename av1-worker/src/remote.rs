@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use av1core::library::job::JobSettings;
+use av1core::library::names;
 use av1core::library::queue::Claimed;
-use av1core::library::{names, replace};
 use av1core::{Decision, Progress};
 use serde_json::json;
 
@@ -239,7 +239,7 @@ fn work(
     let end = |call: &str, body: serde_json::Value| {
         let mut body = body;
         body["lease"] = json!(lease);
-        deliver(master, state_dir, &Delivery { file_id: id, call: call.to_owned(), body });
+        deliver(master, state_dir, &Delivery { file_id: id, call: call.to_owned(), body })
     };
     let seen = match std::fs::metadata(&local) {
         Ok(m) if m.len() == c.job.size => Ok(()),
@@ -254,10 +254,17 @@ fn work(
         _ => seen.is_ok(),
     };
     if let (true, Err(what)) = (shared, &seen) {
-        return end(
-            "fail",
-            json!({ "error": format!("this worker cannot read {} as {} ({what}); check its mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE", c.job.path.display(), local.display()) }),
+        // This worker's setup, not the file: give the job back (another worker may see
+        // it) and wait before claiming again, instead of failing file after file.
+        let why = format!(
+            "this worker cannot read {} as {} ({what}); check its mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE",
+            c.job.path.display(),
+            local.display()
         );
+        tracing::error!(file = id, "{why}");
+        end("release", json!({ "detail": why }));
+        std::thread::sleep(Duration::from_secs(30));
+        return;
     }
     let phase: Arc<Mutex<&'static str>> =
         Arc::new(Mutex::new(if shared { "encoding" } else { "downloading" }));
@@ -324,10 +331,10 @@ fn work(
         })
     };
 
-    let tag: String = lease.chars().take(8).collect();
+    let tag: String = lease.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
     let work_dir = state_dir.join("work");
     let (input, staged) = if shared {
-        (local.clone(), names::staged_for_lease(&replace::target_of(&local), lease))
+        (local.clone(), names::staged_for_lease(&names::target_for(&local), lease))
     } else {
         let ext =
             c.job.path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "bin".into());
@@ -364,14 +371,33 @@ fn work(
     }
     // Heartbeats go on while the outcome is delivered (the master may be away for a while).
     match outcome {
-        Encoded::Result(body) => end("complete", body),
-        Encoded::Skip(body) => end("skip", body),
-        Encoded::Failed(error) => end("fail", json!({ "error": error })),
-        Encoded::Stopped if cancelled.load(Ordering::SeqCst) => end("cancelled", json!({})),
-        Encoded::Stopped => end("fail", json!({ "error": "stopped" })),
+        Encoded::Result(body) => {
+            // Not taken (lease gone, refused): the result beside the original is ours to remove.
+            if end("complete", body) != 200 {
+                let _ = std::fs::remove_file(&staged);
+            }
+        }
+        Encoded::Skip(body) => {
+            end("skip", body);
+        }
+        Encoded::Failed(error) => {
+            end("fail", json!({ "error": error }));
+        }
+        Encoded::Stopped if cancelled.load(Ordering::SeqCst) => {
+            end("cancelled", json!({}));
+        }
+        Encoded::Stopped => {
+            end("fail", json!({ "error": "stopped" }));
+        }
     }
     finished.store(true, Ordering::SeqCst);
     let _ = beats.join();
+}
+
+/// A 4xx answer that retrying cannot change (all but 408 timeout, 409 conflict — handled
+/// by the callers — and 429 too many requests).
+fn final_refusal(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 409 | 429)
 }
 
 /// The call that ends a job, kept on disk until the master has answered it, so a worker
@@ -388,7 +414,7 @@ struct Delivery {
 /// Sends `d` until the master answers it (200, or 409 for a lease that is no longer
 /// ours), retrying with backoff while it is unreachable; the pending call is written to
 /// `state_dir` first and removed once answered.
-fn deliver(master: &Master, state_dir: &Path, d: &Delivery) {
+fn deliver(master: &Master, state_dir: &Path, d: &Delivery) -> u16 {
     let file = state_dir.join(format!("deliver-{}.json", d.file_id));
     let saved = serde_json::to_vec(d).map_err(std::io::Error::other).and_then(|bytes| {
         let tmp = file.with_extension("json.tmp");
@@ -401,23 +427,28 @@ fn deliver(master: &Master, state_dir: &Path, d: &Delivery) {
     }
     let id = d.file_id;
     let mut wait = 1u64;
-    loop {
+    let answer = loop {
         match master.post(&format!("/api/v1/jobs/{id}/{}", d.call), d.body.clone()) {
             Ok((200, r)) => {
                 tracing::info!(file = id, "{}: {}", d.call, r["status"]);
-                break;
+                break 200;
             }
             Ok((409, _)) => {
                 tracing::warn!(file = id, "{}: the lease is no longer ours", d.call);
-                break;
+                break 409;
+            }
+            Ok((status, r)) if final_refusal(status) => {
+                tracing::error!(file = id, "{}: the master refused it ({status} {r}); dropped", d.call);
+                break status;
             }
             Ok((status, r)) => tracing::warn!(file = id, "{}: {status} {r}; retrying", d.call),
             Err(e) => tracing::warn!(file = id, "{}: {e:#}; retrying", d.call),
         }
         std::thread::sleep(Duration::from_secs(wait));
         wait = (wait * 2).min(30);
-    }
+    };
     let _ = std::fs::remove_file(&file);
+    answer
 }
 
 /// Delivers the calls a previous run of this worker could not (it was stopped between
@@ -476,7 +507,7 @@ fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool
         let attempt = (|| -> anyhow::Result<Option<(u64, String)>> {
             let mut resp = req.call()?;
             let status = resp.status().as_u16();
-            if status == 409 || status == 410 || status == 416 {
+            if status == 409 || status == 410 || status == 416 || final_refusal(status) {
                 bail!(
                     "the master answered {status}: {}",
                     resp.body_mut().read_to_string().unwrap_or_default()
@@ -552,6 +583,9 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
                 std::env::var("AV1_UPLOAD_CHUNK").ok().and_then(|c| c.parse().ok()).unwrap_or(256u64 << 20);
             let mut file = std::fs::File::open(from)?;
             file.seek(SeekFrom::Start(have))?;
+            if have > size {
+                bail!("the master says it has {have} bytes of a {size}-byte result: no longer ours to send");
+            }
             let mut part = file.take((size - have).min(chunk.max(1)));
             let mut put = master
                 .agent
@@ -565,6 +599,10 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
             match r.status().as_u16() {
                 200 => Ok(false),
                 409 => Ok(false),
+                s if final_refusal(s) || s == 507 => bail!(
+                    "the master refused the upload ({s}: {}): no longer ours to send",
+                    r.body_mut().read_to_string().unwrap_or_default()
+                ),
                 s => bail!("the master answered {s}: {}", r.body_mut().read_to_string().unwrap_or_default()),
             }
         })();

@@ -57,14 +57,36 @@ pub fn accept(
 ) -> Result<Option<Outcome>> {
     let Some(job) = queue.take_over(file_id, lease)? else { return Ok(None) };
     let source = job.path.clone();
-    let staged = names::staged_for_lease(&replace::target_of(&source), lease);
-    let outcome = match check_and_place(queue, file_id, &source, job.size, job.mtime_ns, &staged, d, policy) {
+    // Named from the source's name alone (never from what a disk says), so master and
+    // worker agree even when one of them sees a case-insensitive file system.
+    let staged = names::staged_for_lease(&names::target_for(&source), lease);
+    let checked = check_and_place(queue, file_id, &source, job.size, job.mtime_ns, &staged, d, policy);
+    // Past the replacement record, recovery decides (finish or undo), never this code.
+    if checked.is_err() && queue.pending_replacements()?.iter().any(|r| r.file_id == file_id) {
+        let recovered = replace::recover(queue)?;
+        let finished = recovered
+            .iter()
+            .any(|r| matches!(r, replace::Recovered::Finished(d) if d.original_path == source));
+        queue.credit_worker(file_id, finished)?;
+        let why = checked.err().map(|e| chain(&e)).unwrap_or_default();
+        return Ok(Some(Outcome::Requeued {
+            detail: format!("the replacement was completed or undone by recovery after: {why}"),
+        }));
+    }
+    let outcome = match checked {
         Ok(o) => o,
-        Err(e @ Error::Database { .. }) => return Err(e),
-        Err(e @ (Error::SourceChanged { .. } | Error::NoSpace { .. })) => {
+        Err(e @ (Error::SourceChanged { .. } | Error::NoSpace { .. } | Error::Database { .. })) => {
             Outcome::Requeued { detail: chain(&e) }
         }
         Err(e) => Outcome::Failed { error: chain(&e) },
+    };
+    // A file that keeps coming back (results that never arrive whole, a source that
+    // keeps changing) fails after the last attempt instead of being encoded forever.
+    let outcome = match outcome {
+        Outcome::Requeued { detail } if job.attempts >= super::queue::MAX_ATTEMPTS => {
+            Outcome::Failed { error: format!("gave up after {} attempts; the last: {detail}", job.attempts) }
+        }
+        o => o,
     };
     if !matches!(outcome, Outcome::Done(_)) {
         let _ = std::fs::remove_file(&staged);

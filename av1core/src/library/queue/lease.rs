@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 /// Attempts a file gets before it fails for good.
 pub const MAX_ATTEMPTS: u32 = 3;
 
+/// `lease_expires` of a job the master has taken over to check its result: the lease
+/// id stays (the result's name derives from it, so sweeps leave it alone), it never
+/// expires, and the worker's calls with it are stale.
+const CHECKING: i64 = i64::MAX;
+
 /// What a worker says about itself when it registers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {
@@ -108,6 +113,15 @@ fn new_lease(file_id: i64, attempt_id: i64) -> String {
 }
 
 impl Queue {
+    /// Whether a worker id is registered.
+    pub fn worker_exists(&self, worker: i64) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM workers WHERE id = ?1", [worker], |_| Ok(()))
+            .optional()
+            .map_err(Error::db("reading a worker"))
+            .map(|r| r.is_some())
+    }
+
     /// Registers (or re-registers, by name) a worker; returns its id.
     pub fn register_worker(&mut self, w: &WorkerInfo) -> Result<i64> {
         if w.name.is_empty() || w.name.len() > 200 {
@@ -170,8 +184,9 @@ impl Queue {
         let n = self
             .conn
             .execute(
-                "UPDATE files SET lease_expires = ?3 WHERE id = ?1 AND lease_id = ?2 AND status = 'running'",
-                params![file_id, lease, expires],
+                "UPDATE files SET lease_expires = ?3
+                 WHERE id = ?1 AND lease_id = ?2 AND status = 'running' AND lease_expires <> ?4",
+                params![file_id, lease, expires, CHECKING],
             )
             .map_err(Error::db("renewing a lease"))?;
         if n == 0 {
@@ -200,8 +215,9 @@ impl Queue {
             .query_row(
                 "SELECT a.id, f.lease_worker FROM files f JOIN attempts a ON a.file_id = f.id
                  WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
+                     AND f.lease_expires <> ?3
                  ORDER BY a.id DESC LIMIT 1",
-                params![file_id, lease],
+                params![file_id, lease, CHECKING],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
@@ -238,8 +254,9 @@ impl Queue {
             .query_row(
                 "SELECT f.id, COALESCE((SELECT MAX(id) FROM attempts WHERE file_id = f.id), 0), f.path, f.size,
                      f.mtime_ns, f.attempts
-                 FROM files f WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running'",
-                params![file_id, lease],
+                 FROM files f WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running'
+                     AND f.lease_expires <> ?3",
+                params![file_id, lease, CHECKING],
                 |r| {
                     Ok(Job {
                         file_id: r.get(0)?,
@@ -268,8 +285,9 @@ impl Queue {
                 "SELECT f.id, a.id, f.path, f.size, f.mtime_ns, f.attempts FROM files f
                  JOIN attempts a ON a.file_id = f.id
                  WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
+                     AND f.lease_expires <> ?3
                  ORDER BY a.id DESC LIMIT 1",
-                params![file_id, lease],
+                params![file_id, lease, CHECKING],
                 |r| {
                     Ok(Job {
                         file_id: r.get(0)?,
@@ -290,7 +308,7 @@ impl Queue {
                 [file_id],
             )
             .map_err(Error::db("taking a job over"))?;
-            tx.execute("UPDATE files SET lease_id = NULL, lease_expires = NULL WHERE id = ?1", [file_id])
+            tx.execute("UPDATE files SET lease_expires = ?2 WHERE id = ?1", params![file_id, CHECKING])
                 .map_err(Error::db("taking a job over"))?;
         }
         tx.commit().map_err(Error::db("taking a job over"))?;
@@ -298,7 +316,7 @@ impl Queue {
     }
 
     /// Counts a job the master finished for the worker that held it, and lets go of
-    /// the worker.
+    /// the worker and the lease.
     pub fn credit_worker(&mut self, file_id: i64, ok: bool) -> Result<()> {
         let column = if ok { "jobs_done = jobs_done + 1" } else { "jobs_failed = jobs_failed + 1" };
         self.conn
@@ -310,7 +328,10 @@ impl Queue {
             )
             .map_err(Error::db("updating a worker"))?;
         self.conn
-            .execute("UPDATE files SET lease_worker = NULL WHERE id = ?1", [file_id])
+            .execute(
+                "UPDATE files SET lease_worker = NULL, lease_id = NULL, lease_expires = NULL WHERE id = ?1",
+                [file_id],
+            )
             .map_err(Error::db("updating a worker"))?;
         Ok(())
     }
@@ -322,11 +343,11 @@ impl Queue {
             let mut st = self
                 .conn
                 .prepare(
-                    "SELECT id FROM files WHERE status = 'running' AND lease_id IS NULL
+                    "SELECT id FROM files WHERE status = 'running' AND (lease_id IS NULL OR lease_expires = ?1)
                      AND id NOT IN (SELECT file_id FROM replacements)",
                 )
                 .map_err(Error::db("requeueing"))?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(Error::db("requeueing"))?;
+            let rows = st.query_map([CHECKING], |r| r.get(0)).map_err(Error::db("requeueing"))?;
             rows.collect::<std::result::Result<_, _>>().map_err(Error::db("requeueing"))?
         };
         for id in &ids {
@@ -341,6 +362,11 @@ impl Queue {
                 .map_err(Error::db("requeueing"))?;
             let outcome = Outcome::Requeued { detail: "the master stopped while checking the result".into() };
             finish_in(&tx, *id, attempt.unwrap_or(0), &outcome)?;
+            tx.execute(
+                "UPDATE files SET lease_id = NULL, lease_worker = NULL, lease_expires = NULL WHERE id = ?1",
+                [id],
+            )
+            .map_err(Error::db("requeueing"))?;
             tx.commit().map_err(Error::db("requeueing"))?;
         }
         Ok(ids.len())
@@ -425,8 +451,9 @@ impl Queue {
         let expires = now_ms() + ttl.as_millis() as i64;
         self.conn
             .execute(
-                "UPDATE files SET lease_expires = ?1 WHERE status = 'running' AND lease_id IS NOT NULL",
-                [expires],
+                "UPDATE files SET lease_expires = ?1
+                 WHERE status = 'running' AND lease_id IS NOT NULL AND lease_expires <> ?2",
+                params![expires, CHECKING],
             )
             .map_err(Error::db("extending leases"))
     }
@@ -599,6 +626,26 @@ mod tests {
         assert!(detail.starts_with("gave up after 3 attempts"), "{detail}");
         assert_eq!(detail.matches("the lease of w1 ran out").count(), 3, "{detail}");
         assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_job_being_checked_keeps_its_files_and_ignores_the_worker() {
+        let (mut q, id) = queue_with_one_file();
+        let w = worker(&mut q, "w1");
+        let c = q.claim_for(w, FileOrder::Oldest, Duration::ZERO).unwrap().unwrap();
+        assert!(q.take_over(id, &c.lease).unwrap().is_some());
+        assert!(q.take_over(id, &c.lease).unwrap().is_none(), "checked once");
+        assert_eq!(
+            q.heartbeat(id, &c.lease, Duration::from_secs(60), &Heartbeat::default()).unwrap(),
+            LeaseReply::Stale
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(q.expire_leases().unwrap().is_empty(), "a check does not expire");
+        assert_eq!(q.live_leases().unwrap().len(), 1, "its files are kept by sweeps");
+        // The master stopped during the check: back to the queue at the next start.
+        assert_eq!(q.requeue_unleased().unwrap(), 1);
+        assert_eq!(q.list(Some(Status::Pending)).unwrap().len(), 1);
+        assert!(q.live_leases().unwrap().is_empty());
     }
 
     #[test]
