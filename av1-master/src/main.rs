@@ -50,7 +50,7 @@ pub struct Config {
     #[arg(long, env = "LOCAL_WORKER")]
     pub local_worker: bool,
     /// HTTP threads (requests served at the same time).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub http_threads: usize,
     /// Seconds a worker's lease lasts without a heartbeat before its job goes back to the queue.
     #[arg(long, env = "LEASE_TIMEOUT", default_value_t = 60)]
