@@ -69,11 +69,20 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
     if path == "/healthz" {
         return http::send(request, Reply::text(200, "ok\n".into()));
     }
+    // The page itself holds no data: every number comes from the API, behind the token.
+    if method == Method::Get {
+        if let Some(asset) = crate::ui::asset(path) {
+            return http::send(request, asset);
+        }
+    }
     if !http::authorized(&request, state.token.as_deref()) {
         return http::send(
             request,
             Reply::error(401, "missing or wrong token (Authorization: Bearer TOKEN)"),
         );
+    }
+    if (&method, path) == (&Method::Get, "/api/v1/events") {
+        return crate::ui::events(request, state);
     }
     // Transfers stream (constant memory, no body limit but the file's own).
     match (&method, by_id(path)) {
@@ -160,10 +169,15 @@ struct Stats {
 }
 
 fn stats(queue: &Queue, state: &State) -> Reply {
-    let c = match queue.counts(&state.roots) {
-        Ok(c) => c,
-        Err(e) => return Reply::error(500, e.to_string()),
-    };
+    match stats_value(queue, state) {
+        Ok(v) => Reply::json(200, &v),
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+/// The statistics as JSON (also what the event stream sends).
+pub fn stats_value(queue: &Queue, state: &State) -> av1core::Result<serde_json::Value> {
+    let c = queue.counts(&state.roots)?;
     let saved = c.original_bytes.saturating_sub(c.output_bytes);
     let ratio = if c.original_bytes > 0 { c.output_bytes as f64 / c.original_bytes as f64 } else { 1.0 };
     // The library's throughput is the sum of the workers' (each: its file's bytes times
@@ -179,29 +193,27 @@ fn stats(queue: &Queue, state: &State) -> Reply {
         .sum();
     let eta = (rate > 0.0).then(|| (c.pending_bytes as f64 / rate) as u64);
     let projected = c.library_bytes.saturating_sub(c.pending_bytes) + (c.pending_bytes as f64 * ratio) as u64;
-    Reply::json(
-        200,
-        &Stats {
-            total: c.total,
-            pending: c.pending,
-            running: c.running,
-            done: c.done,
-            skipped: c.skipped,
-            failed: c.failed,
-            cancelled: c.cancelled,
-            bytes_saved: saved,
-            percent_saved: if c.original_bytes > 0 {
-                100.0 * saved as f64 / c.original_bytes as f64
-            } else {
-                0.0
-            },
-            library_bytes: c.library_bytes,
-            projected_library_bytes: projected,
-            eta_seconds: eta,
-            skipped_by_reason: c.skipped_by_reason,
-            scanner: state.scanner.state(),
+    Ok(serde_json::to_value(Stats {
+        total: c.total,
+        pending: c.pending,
+        running: c.running,
+        done: c.done,
+        skipped: c.skipped,
+        failed: c.failed,
+        cancelled: c.cancelled,
+        bytes_saved: saved,
+        percent_saved: if c.original_bytes > 0 {
+            100.0 * saved as f64 / c.original_bytes as f64
+        } else {
+            0.0
         },
-    )
+        library_bytes: c.library_bytes,
+        projected_library_bytes: projected,
+        eta_seconds: eta,
+        skipped_by_reason: c.skipped_by_reason,
+        scanner: state.scanner.state(),
+    })
+    .unwrap_or_default())
 }
 
 /// `GET /api/v1/files?status=&q=&sort=name|size|status|savings|queue&order=asc|desc&page=&per_page=`.
@@ -478,7 +490,7 @@ fn control(queue: &mut Queue, id: i64, action: &str) -> Reply {
 
 /// The workers with a `status`: offline when not heard from for longer than a lease,
 /// else what they said they do (idle, downloading, encoding, uploading).
-fn workers(queue: &Queue, state: &State) -> av1core::Result<Vec<serde_json::Value>> {
+pub fn workers(queue: &Queue, state: &State) -> av1core::Result<Vec<serde_json::Value>> {
     let now = now_ms();
     Ok(queue
         .workers()?
@@ -488,6 +500,10 @@ fn workers(queue: &Queue, state: &State) -> av1core::Result<Vec<serde_json::Valu
             let status = if offline { "offline".to_owned() } else { w.phase.clone() };
             let mut v = serde_json::to_value(&w).unwrap_or_default();
             v["status"] = serde_json::json!(status);
+            if let Some(path) = w.file_id.and_then(|id| queue.file_path(id).ok().flatten()) {
+                v["file_name"] =
+                    serde_json::json!(path.file_name().map(|n| n.to_string_lossy().into_owned()));
+            }
             v
         })
         .collect())

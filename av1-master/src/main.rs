@@ -10,6 +10,7 @@ mod api;
 mod http;
 mod scanner;
 mod transfer;
+mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

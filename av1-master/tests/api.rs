@@ -342,6 +342,45 @@ fn a_result_with_a_wrong_hash_or_a_stale_lease_changes_nothing() {
 }
 
 #[test]
+fn the_page_is_served_without_data_and_the_event_stream_needs_the_token() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    ffmpeg(&lib, &["-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1", "-c:v", "libx264", "Film.mkv"]);
+    let m = master(&lib, &d.path().join("master.sqlite"));
+    // The page and its assets load without the token and hold nothing of the library.
+    for (path, kind) in [("/", "text/html"), ("/app.js", "text/javascript"), ("/app.css", "text/css")] {
+        let mut r = agent().get(format!("{}{path}", m.base)).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert!(r.headers().get("content-type").unwrap().to_str().unwrap().starts_with(kind));
+        let body = r.body_mut().read_to_string().unwrap();
+        assert!(
+            !body.contains("Film.mkv") && !body.contains("http://") && !body.contains("https://"),
+            "{path}: no outside resource"
+        );
+    }
+    assert_eq!(agent().get(format!("{}/api/v1/events", m.base)).call().unwrap().status().as_u16(), 401);
+    // With the token: an event with the statistics arrives at once.
+    let r = agent()
+        .get(format!("{}/api/v1/events", m.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers().get("content-type").unwrap(), "text/event-stream");
+    let mut reader = BufReader::new(r.into_body().into_reader());
+    let mut line = String::new();
+    let start = Instant::now();
+    while !line.starts_with("data: ") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(10), "no event");
+    }
+    let event: serde_json::Value = serde_json::from_str(line.trim_start_matches("data: ").trim()).unwrap();
+    assert!(event["stats"]["total"].is_u64() && event["workers"].is_array(), "{event}");
+}
+
+#[test]
 fn refuses_to_listen_publicly_without_a_token() {
     let d = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_av1-master"))

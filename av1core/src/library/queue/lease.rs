@@ -113,6 +113,29 @@ fn new_lease(file_id: i64, attempt_id: i64) -> String {
 }
 
 impl Queue {
+    /// The path of a queued file.
+    pub fn file_path(&self, file_id: i64) -> Result<Option<std::path::PathBuf>> {
+        self.conn
+            .query_row("SELECT path FROM files WHERE id = ?1", [file_id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(Error::db("reading a file"))
+            .map(|p| p.map(Into::into))
+    }
+
+    /// Something that changes whenever a file is added, changes state or goes: what the
+    /// web page's event stream watches to reload its listing.
+    pub fn revision(&self) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(MAX(updated_at), 0), COALESCE(SUM(attempts), 0), COALESCE(MAX(id), 0),
+                     COALESCE(SUM(CASE status WHEN 'done' THEN 1 WHEN 'running' THEN 2 ELSE 0 END), 0)
+                 FROM files",
+                [],
+                |r| Ok(format!("{}-{}-{}-{}-{}", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?)),
+            )
+            .map_err(Error::db("reading the revision"))
+    }
+
     /// Whether a worker id is registered.
     pub fn worker_exists(&self, worker: i64) -> Result<bool> {
         self.conn
