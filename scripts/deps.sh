@@ -5,8 +5,9 @@ set -euo pipefail
 
 build_pkgs=(build-essential pkg-config clang libclang-dev libavformat-dev libavcodec-dev
   libavutil-dev libswscale-dev libswresample-dev libsvtav1enc-dev libopus-dev)
-# Independent checkers used by the tests and benchmarks (never by the product itself).
-test_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core)
+# Independent checkers used by the tests and benchmarks (never by the product itself),
+# and the real browser the web UI is tested in.
+test_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core chromium chromium-driver)
 
 # Building the newer SVT-AV1 from Debian's source package (vendor/svt-av1/build.sh).
 svt_pkgs=(cmake nasm xz-utils)
