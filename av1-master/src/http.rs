@@ -32,6 +32,9 @@ pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
         Some(SOCKET_TIMEOUT),
     )
     .context("setting the send timeout")?;
+    // No Nagle delay: a reply written in two parts (headers, body) must not wait for
+    // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
+    rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;
     let server =
         Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("starting the server: {e}"))?;
     Ok(Arc::new(server))

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_leases.sql"),
     include_str!("migrations/0004_controls.sql"),
     include_str!("migrations/0005_settings.sql"),
+    include_str!("migrations/0006_listing_indexes.sql"),
 ];
 
 /// How long a writer waits for another connection's lock before giving up.
@@ -485,51 +486,17 @@ impl Queue {
     /// Records what the scanner found about a new or changed file. A running file is
     /// left alone (its job notices the change itself). Returns the file's id.
     pub fn upsert(&mut self, e: &Examined) -> Result<i64> {
-        let (status, reason, detail) = match &e.verdict {
-            Verdict::Encode => (Status::Pending, None, None),
-            Verdict::Skip { reason, detail } => {
-                (Status::Skipped, Some(reason_str(*reason)), Some(detail.clone()))
-            }
-            Verdict::Unreadable { error } => (Status::Failed, None, Some(error.clone())),
-        };
-        let s = &e.summary;
-        let t = now();
-        self.conn
-            .execute(
-                "INSERT INTO files (path, root, size, mtime_ns, status, reason, detail, container, video_codec,
-                     width, height, hdr, duration, audio, crf, added_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
-                 ON CONFLICT (path) DO UPDATE SET
-                     root = excluded.root, size = excluded.size, mtime_ns = excluded.mtime_ns,
-                     status = excluded.status, reason = excluded.reason, detail = excluded.detail,
-                     container = excluded.container, video_codec = excluded.video_codec,
-                     width = excluded.width, height = excluded.height, hdr = excluded.hdr,
-                     duration = excluded.duration, audio = excluded.audio, crf = excluded.crf,
-                     attempts = 0, updated_at = excluded.updated_at
-                 WHERE files.status <> 'running'",
-                params![
-                    path_str(&e.path)?,
-                    path_str(&e.root)?,
-                    e.size as i64,
-                    e.mtime_ns,
-                    status.as_str(),
-                    reason,
-                    detail,
-                    s.container,
-                    s.video_codec,
-                    s.width,
-                    s.height,
-                    s.hdr,
-                    s.duration,
-                    s.audio,
-                    s.crf,
-                    t
-                ],
-            )
-            .map_err(Error::db("recording a scanned file"))?;
-        self.conn
-            .query_row("SELECT id FROM files WHERE path = ?1", [path_str(&e.path)?], |r| r.get(0))
-            .map_err(Error::db("recording a scanned file"))
+        upsert_in(&self.conn, e)
+    }
+
+    /// [`Queue::upsert`] for many files in one transaction (one sync, not one per file:
+    /// a scan of a large library would otherwise wait on the disk for every file).
+    pub fn upsert_all(&mut self, items: &[Examined]) -> Result<()> {
+        let tx = self.conn.transaction().map_err(Error::db("recording scanned files"))?;
+        for e in items {
+            upsert_in(&tx, e)?;
+        }
+        tx.commit().map_err(Error::db("recording scanned files"))
     }
 
     /// Removes files that are gone from disk (never a running one).
@@ -934,35 +901,53 @@ impl Queue {
             let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             format!("%{escaped}%")
         });
-        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR path LIKE ?2 ESCAPE '\\')";
-        let status = q.status.map(Status::as_str);
+        // Only the conditions asked for, so SQLite can walk an index in the sort order.
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(status) = q.status {
+            values.push(status.as_str().to_owned().into());
+            conditions.push(format!("status = ?{}", values.len()));
+        }
+        if let Some(search) = search {
+            values.push(search.into());
+            conditions.push(format!("path LIKE ?{} ESCAPE '\\'", values.len()));
+        }
+        let filter = if conditions.is_empty() { "1".to_owned() } else { conditions.join(" AND ") };
         let total: i64 = self
             .conn
-            .query_row(&format!("SELECT COUNT(*) FROM files WHERE {filter}"), params![status, search], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("SELECT COUNT(*) FROM files WHERE {filter}"),
+                rusqlite::params_from_iter(&values),
+                |r| r.get(0),
+            )
             .map_err(Error::db("listing files"))?;
-        let order = match q.sort {
-            Sort::Name => "path",
-            Sort::Size => "size",
-            Sort::Status => "status",
-            Sort::Savings => "CASE WHEN status = 'done' THEN original_size - output_size END",
-            Sort::Queue => "status = 'running' DESC, priority DESC, mtime_ns",
-        };
         let dir = if q.descending { "DESC" } else { "ASC" };
+        // Each matches an index (migrations 0001 and 0006).
+        let order = match q.sort {
+            Sort::Name => format!("path {dir}"),
+            Sort::Size => format!("size {dir}, id {dir}"),
+            Sort::Status => format!("status {dir}, id {dir}"),
+            Sort::Savings => {
+                format!("(CASE WHEN status = 'done' THEN original_size - output_size END) {dir}, id {dir}")
+            }
+            Sort::Queue => "(status = 'running') DESC, priority DESC, mtime_ns ASC".to_owned(),
+        };
         let per_page = i64::from(q.per_page.max(1));
         let offset = i64::from(q.page.max(1) - 1).saturating_mul(per_page);
+        let (limit_at, offset_at) = (values.len() + 1, values.len() + 2);
+        values.push(per_page.into());
+        values.push(offset.into());
         let mut st = self
             .conn
             .prepare_cached(&format!(
                 "SELECT id, path, size, status, reason, detail, priority, attempts, container, video_codec,
                      width, height, hdr, duration, audio, crf, original_path, original_size, output_size,
                      backup_path, encoder, encode_settings
-                 FROM files WHERE {filter} ORDER BY {order} {dir}, id {dir} LIMIT ?3 OFFSET ?4"
+                 FROM files WHERE {filter} ORDER BY {order} LIMIT ?{limit_at} OFFSET ?{offset_at}"
             ))
             .map_err(Error::db("listing files"))?;
         let rows = st
-            .query_map(params![status, search, per_page, offset], |r| {
+            .query_map(rusqlite::params_from_iter(&values), |r| {
                 Ok(FileRow {
                     id: r.get(0)?,
                     path: r.get::<_, String>(1)?.into(),
@@ -1011,6 +996,53 @@ fn end_replacement(tx: rusqlite::Transaction<'_>, file_id: i64, outcome: &Outcom
     tx.execute("DELETE FROM replacements WHERE file_id = ?1", [file_id])
         .map_err(Error::db("ending a replacement"))?;
     tx.commit().map_err(Error::db("ending a replacement"))
+}
+
+/// Records what the scanner found about a file (see [`Queue::upsert`]).
+fn upsert_in(conn: &Connection, e: &Examined) -> Result<i64> {
+    let (status, reason, detail) = match &e.verdict {
+        Verdict::Encode => (Status::Pending, None, None),
+        Verdict::Skip { reason, detail } => {
+            (Status::Skipped, Some(reason_str(*reason)), Some(detail.clone()))
+        }
+        Verdict::Unreadable { error } => (Status::Failed, None, Some(error.clone())),
+    };
+    let s = &e.summary;
+    let t = now();
+    conn.execute(
+        "INSERT INTO files (path, root, size, mtime_ns, status, reason, detail, container, video_codec,
+                 width, height, hdr, duration, audio, crf, added_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+             ON CONFLICT (path) DO UPDATE SET
+                 root = excluded.root, size = excluded.size, mtime_ns = excluded.mtime_ns,
+                 status = excluded.status, reason = excluded.reason, detail = excluded.detail,
+                 container = excluded.container, video_codec = excluded.video_codec,
+                 width = excluded.width, height = excluded.height, hdr = excluded.hdr,
+                 duration = excluded.duration, audio = excluded.audio, crf = excluded.crf,
+                 attempts = 0, updated_at = excluded.updated_at
+             WHERE files.status <> 'running'",
+        params![
+            path_str(&e.path)?,
+            path_str(&e.root)?,
+            e.size as i64,
+            e.mtime_ns,
+            status.as_str(),
+            reason,
+            detail,
+            s.container,
+            s.video_codec,
+            s.width,
+            s.height,
+            s.hdr,
+            s.duration,
+            s.audio,
+            s.crf,
+            t
+        ],
+    )
+    .map_err(Error::db("recording a scanned file"))?;
+    conn.query_row("SELECT id FROM files WHERE path = ?1", [path_str(&e.path)?], |r| r.get(0))
+        .map_err(Error::db("recording a scanned file"))
 }
 
 /// `root IN (?1, ?2, ...)` for `n` roots, or always true for none.

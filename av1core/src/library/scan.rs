@@ -217,12 +217,9 @@ pub fn scan(
         }
         gone.extend(known.iter().filter(|(p, _)| !seen.contains(*p) && !exists(p)).map(|(_, k)| k.id));
     }
-    for e in examine_all(&todo, settings, threads, on_examined)? {
-        if matches!(e.verdict, Verdict::Unreadable { .. }) {
-            report.unreadable += 1;
-        }
-        queue.upsert(&e)?;
-    }
+    let examined = examine_all(&todo, settings, threads, on_examined)?;
+    report.unreadable = examined.iter().filter(|e| matches!(e.verdict, Verdict::Unreadable { .. })).count();
+    queue.upsert_all(&examined)?;
     report.pruned = queue.prune(&gone)?;
     Ok(report)
 }

@@ -1,0 +1,137 @@
+//! Benchmark: the master's listing on a 100 000-file queue (what the web page asks for),
+//! over real HTTP on loopback. Not a test: timing belongs here.
+//!
+//! `make bench-listing`, or `cargo run --release -p av1-master --example listing_bench -- [--files 100000]`
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use av1core::library::queue::{Examined, Queue, Summary, Verdict};
+use av1core::SkipReason;
+
+const TOKEN: &str = "bench";
+
+fn main() -> anyhow::Result<()> {
+    let mut files = 100_000usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--files" => files = args.next().context("--files N")?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let master_bin = root.join(target).join("release/av1-master");
+    if !master_bin.exists() {
+        bail!("build first: cargo build --release (make bench-listing does)");
+    }
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("q.sqlite");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib)?;
+    // The rows live under the master's root; the directory holds no video, and a root
+    // that suddenly holds nothing is never pruned (an unmounted disk looks like that).
+    let lib = std::fs::canonicalize(&lib)?;
+
+    // A queue as a big library leaves it: episodes in folders, most pending, some
+    // skipped or failed.
+    let t = Instant::now();
+    let mut q = Queue::open(&db)?;
+    let rows: Vec<Examined> = (0..files)
+        .map(|i| Examined {
+            path: lib.join(format!("Series {:04}/Season {}/Episode {i:06} - a title.mkv", i / 100, i % 7)),
+            root: lib.clone(),
+            size: 500_000_000 + (i as u64 * 7919) % 20_000_000_000,
+            mtime_ns: i as i64,
+            summary: Summary {
+                container: Some("matroska,webm".into()),
+                video_codec: Some(if i % 3 == 0 { "hevc" } else { "h264" }.into()),
+                width: Some(1920),
+                height: Some(1080),
+                hdr: Some("SDR".into()),
+                duration: Some(2400.0),
+                audio: Some("eac3 6ch->opus 256k".into()),
+                crf: Some(28),
+            },
+            verdict: match i % 20 {
+                0 => Verdict::Skip { reason: SkipReason::AlreadyAv1, detail: "already AV1".into() },
+                1 => Verdict::Unreadable { error: "corrupt input".into() },
+                _ => Verdict::Encode,
+            },
+        })
+        .collect();
+    q.upsert_all(&rows)?;
+    drop(q);
+    println!("{files} files written to the queue in {:.1} s", t.elapsed().as_secs_f64());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut master = Command::new(&master_bin)
+        .env("SVT_LOG", "1")
+        .env("RUST_LOG", "warn,av1_master=info")
+        .env("AV1_TOKEN", TOKEN)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--db"])
+        .arg(&db)
+        .arg(&lib)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = master.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !line.contains("listening on") {
+                eprintln!("master: {line}");
+            }
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let base = format!("http://127.0.0.1:{port}");
+    println!("\n| request | p50 ms | p99 ms | max ms |\n|---|---|---|---|");
+    let last_page = files / 50;
+    let mut r = agent
+        .get(format!("{base}/api/v1/stats"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()?;
+    let stats: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
+    println!("the master sees {} files", stats["total"]);
+    for (label, path) in [
+        ("first page, by name".to_owned(), "/api/v1/files?per_page=50".to_owned()),
+        (
+            format!("page {last_page} of {last_page}, by name"),
+            format!("/api/v1/files?per_page=50&page={last_page}"),
+        ),
+        ("status=failed".into(), "/api/v1/files?status=failed".into()),
+        ("search `Episode 0999`".into(), "/api/v1/files?q=Episode%200999".into()),
+        ("sorted by size, descending".into(), "/api/v1/files?sort=size&order=desc".into()),
+        ("sorted by savings".into(), "/api/v1/files?sort=savings&order=desc".into()),
+        ("queue order".into(), "/api/v1/files?sort=queue&order=desc".into()),
+        ("statistics".into(), "/api/v1/stats".into()),
+    ] {
+        let mut lat = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            let mut r = agent
+                .get(format!("{base}{path}"))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .call()?;
+            let body = r.body_mut().read_to_string()?;
+            if r.status().as_u16() != 200 {
+                bail!("{path}: {} {body}", r.status());
+            }
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!("| {label} | {:.1} | {:.1} | {:.1} |", ms(lat[15]), ms(lat[29]), ms(lat[29]));
+    }
+    let _ = master.kill();
+    let _ = master.wait();
+    Ok(())
+}
