@@ -112,6 +112,7 @@ function renderFiles(page) {
       el("td", { class: "num", text: f.output_size ? bytes(f.output_size) : "–" }),
       el("td", { class: "num", text: saved == null ? "–" : `${(100 * saved / f.original_size).toFixed(1)}%` }),
       el("td", {}, el("span", { class: "badge " + f.status, text: f.status + (f.reason ? ` (${f.reason.replace(/_/g, " ")})` : "") })),
+      el("td", { text: f.worker || "–" }),
       el("td", { class: "num", text: String(f.attempts) }),
       el("td", {}, el("div", { class: "actions" }, ...buttons)));
   }));

@@ -310,6 +310,8 @@ pub struct FileRow {
     pub encoder: Option<String>,
     /// The encoder settings that produced a done file.
     pub settings: Option<serde_json::Value>,
+    /// Who worked on it last (a worker's name, `standalone`).
+    pub worker: Option<String>,
 }
 
 /// A file's recorded backup, and the (size, mtime) of its last result.
@@ -942,7 +944,8 @@ impl Queue {
             .prepare_cached(&format!(
                 "SELECT id, path, size, status, reason, detail, priority, attempts, container, video_codec,
                      width, height, hdr, duration, audio, crf, original_path, original_size, output_size,
-                     backup_path, encoder, encode_settings
+                     backup_path, encoder, encode_settings,
+                     (SELECT worker FROM attempts WHERE file_id = files.id ORDER BY id DESC LIMIT 1)
                  FROM files WHERE {filter} ORDER BY {order} LIMIT ?{limit_at} OFFSET ?{offset_at}"
             ))
             .map_err(Error::db("listing files"))?;
@@ -973,6 +976,7 @@ impl Queue {
                     backup_path: r.get::<_, Option<String>>(19)?.map(Into::into),
                     encoder: r.get(20)?,
                     settings: r.get::<_, Option<String>>(21)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    worker: r.get(22)?,
                 })
             })
             .map_err(Error::db("listing files"))?;
