@@ -41,8 +41,9 @@ svt: deps
 build: deps $(SVT_STEP)
 	$(CARGO) build --release --workspace
 
-# Transcode a generated clip (motion, texture, 5.1 audio, subtitles, chapters) and verify it.
-demo: build test-deps
+# A generated sample library, transcoded by the standalone mode in TESTING_MODE.
+demo: build
+	@scripts/deps.sh demo
 	@BIN=$(BIN) scripts/demo.sh
 
 lint: deps $(SVT_STEP)

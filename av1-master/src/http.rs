@@ -5,33 +5,20 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 use tiny_http::{Header, Request, Response, Server};
 
-/// How long a client may stay silent mid-request or leave a reply unread.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Largest request body accepted (JSON calls; uploads will stream separately).
 pub const MAX_BODY: u64 = 1 << 20;
 
-/// Binds `addr`. Accepted connections inherit the listener's read and write timeouts.
+/// Binds `addr` (accepted connections inherit TCP_NODELAY).
 pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-    rustix::net::sockopt::set_socket_timeout(
-        &listener,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(SOCKET_TIMEOUT),
-    )
-    .context("setting the receive timeout")?;
-    rustix::net::sockopt::set_socket_timeout(
-        &listener,
-        rustix::net::sockopt::Timeout::Send,
-        Some(SOCKET_TIMEOUT),
-    )
-    .context("setting the send timeout")?;
+    // No socket timeouts on the listener: Linux applies SO_RCVTIMEO to accept(), and
+    // tiny_http stops accepting on the first error (the master went deaf after 30 idle
+    // seconds). Slow clients are bounded by the thread pool instead (known gap).
     // No Nagle delay: a reply written in two parts (headers, body) must not wait for
     // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
     rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;

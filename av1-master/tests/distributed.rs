@@ -242,7 +242,7 @@ fn two_workers_finish_a_library_and_a_killed_worker_loses_nothing() {
             "-f",
             "lavfi",
             "-i",
-            "testsrc2=s=320x240:r=24:d=30,noise=alls=20:allf=t",
+            "testsrc2=s=640x360:r=24:d=60,noise=alls=20:allf=t",
             "-c:v",
             "libx264",
             "-crf",
@@ -252,19 +252,18 @@ fn two_workers_finish_a_library_and_a_killed_worker_loses_nothing() {
     );
     let long_original = std::fs::read(lib.join("Long.mkv")).unwrap();
     call(&url, "POST", "/api/v1/scan");
+    // The file is running once a worker holds it (its status, not a worker's phase,
+    // which a fast encode could finish between two looks).
     let id = {
         let start = Instant::now();
         loop {
-            let w = call(&url, "GET", "/api/v1/workers");
-            let busy = w["workers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|w| w["name"] == "b" && w["phase"] == "encoding");
-            if let Some(id) = busy.and_then(|w| w["file_id"].as_i64()) {
-                break id;
+            let f = call(&url, "GET", "/api/v1/files?q=Long.mkv");
+            let row = &f["files"][0];
+            if row["status"] == "running" {
+                break row["id"].as_i64().unwrap();
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "b never started Long.mkv: {w}");
+            assert!(row["status"] != "done", "Long.mkv finished before it could be cancelled: {f}");
+            assert!(start.elapsed() < Duration::from_secs(60), "Long.mkv never started: {f}");
             std::thread::sleep(Duration::from_millis(50));
         }
     };
