@@ -131,7 +131,7 @@ fn check_and_place(
     if !hash.as_str().eq_ignore_ascii_case(&d.blake3) {
         return transfer(format!("the result's BLAKE3 is {hash}, the worker reported {}", d.blake3));
     }
-    let limit = (size as f64 * (1.0 - policy.min_savings_percent / 100.0)).floor() as u64;
+    let limit = super::job::size_limit(size, policy.min_savings_percent);
     if d.size > limit {
         return Ok(Outcome::Skipped {
             reason: SkipReason::NotWorthIt,

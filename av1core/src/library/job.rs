@@ -57,8 +57,14 @@ impl JobSettings {
 
     /// The largest result (bytes) that replaces an original of `size` bytes.
     pub fn size_limit(&self, size: u64) -> u64 {
-        (size as f64 * (1.0 - self.min_savings_percent / 100.0)).floor() as u64
+        size_limit(size, self.min_savings_percent)
     }
+}
+
+/// The 5% rule, in one place for the standalone mode, the workers and the master: the
+/// largest result (bytes) that may replace an original of `size` bytes.
+pub fn size_limit(size: u64, min_savings_percent: f64) -> u64 {
+    (size as f64 * (1.0 - min_savings_percent / 100.0)).floor() as u64
 }
 
 /// Why a job is asked to stop.
