@@ -24,7 +24,7 @@ SVT_STEP := svt
 endif
 BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all deps test-deps svt build demo test lint bench bench-svt bench-protocol bench-listing clean
+.PHONY: all deps test-deps svt build demo test lint torture bench bench-svt bench-protocol bench-listing clean
 
 all: build
 
@@ -52,6 +52,13 @@ lint: deps $(SVT_STEP)
 
 test: test-deps lint
 	$(CARGO) test --workspace --release
+
+# The long fault-injection run (a short one is part of `make test`): master and
+# workers SIGKILLed at every phase, restarted, checked; figures in target/tmp/torture.
+SEED ?= 1
+RUNS ?= 20
+torture: test-deps build
+	TORTURE_SEED=$(SEED) TORTURE_RUNS=$(RUNS) $(CARGO) test --release -p av1-master --test torture -- --nocapture
 
 # Our transcode against the ffmpeg command line, same encoder and settings: run it as
 # `make bench SVT=system` for the same library as Debian's ffmpeg (1.4.1).

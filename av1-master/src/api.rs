@@ -363,6 +363,7 @@ fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
     }
     match queue.claim_for(c.worker_id, state.order, state.lease_timeout) {
         Ok(Some(claimed)) => {
+            av1core::library::pause_point("master:claimed");
             let mut v = serde_json::to_value(&claimed).unwrap_or_default();
             v["config_version"] = serde_json::json!(state.config_version);
             Reply::json(200, &v)

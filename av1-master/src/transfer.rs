@@ -107,6 +107,7 @@ pub fn source(request: Request, queue: &Queue, hashes: &Hashes, id: i64) {
     };
     let len = (size - start) as usize;
     DOWNLOADED.fetch_add(size - start, std::sync::atomic::Ordering::Relaxed);
+    av1core::library::pause_point("master:sending");
     let response = Response::new(status.into(), headers, file.take(size - start), Some(len), None);
     let _ = request.respond(response);
 }
@@ -185,6 +186,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             file.write_all(&buf[..n]).map_err(|e| Reply::error(507, format!("writing the result: {e}")))?;
         }
         file.sync_all().map_err(|e| Reply::error(507, format!("syncing the result: {e}")))?;
+        av1core::library::pause_point("master:received");
         // The lease may have run out meanwhile (and its files been removed): then this
         // file is nobody's.
         if !matches!(queue.leased(id, &lease), Ok(Some(_))) {

@@ -236,6 +236,7 @@ fn work(
     let lease = c.lease.as_str();
     let local = map_path(&c.job.path, maps);
     tracing::info!(file = id, "job: {} (attempt {})", local.display(), c.job.attempts);
+    av1core::library::pause_point("worker:claimed");
     let end = |call: &str, body: serde_json::Value| {
         let mut body = body;
         body["lease"] = json!(lease);
@@ -348,6 +349,9 @@ fn work(
     };
     let mut outcome = match downloaded {
         Ok(()) => {
+            if !shared {
+                av1core::library::pause_point("worker:downloaded");
+            }
             set_phase(&phase, "encoding");
             encode(&input, &staged, c, settings, args, &progress, &stop)
         }
@@ -426,6 +430,7 @@ fn deliver(master: &Master, state_dir: &Path, d: &Delivery) -> u16 {
         tracing::warn!("could not keep the pending {} call on disk ({e}); sending it anyway", d.call);
     }
     let id = d.file_id;
+    av1core::library::pause_point("worker:delivering");
     let mut wait = 1u64;
     let answer = loop {
         match master.post(&format!("/api/v1/jobs/{id}/{}", d.call), d.body.clone()) {
@@ -447,6 +452,7 @@ fn deliver(master: &Master, state_dir: &Path, d: &Delivery) -> u16 {
         std::thread::sleep(Duration::from_secs(wait));
         wait = (wait * 2).min(30);
     };
+    av1core::library::pause_point("worker:delivered");
     let _ = std::fs::remove_file(&file);
     answer
 }

@@ -56,6 +56,7 @@ pub fn accept(
     policy: &Policy,
 ) -> Result<Option<Outcome>> {
     let Some(job) = queue.take_over(file_id, lease)? else { return Ok(None) };
+    super::pause_point("master:verifying");
     let source = job.path.clone();
     // Named from the source's name alone (never from what a disk says), so master and
     // worker agree even when one of them sees a case-insensitive file system.

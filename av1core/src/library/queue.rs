@@ -1079,6 +1079,11 @@ fn finish_in(
 }
 
 /// [`finish_in`], optionally whatever the file's status is now.
+/// A row that stops running holds no lease any more (whichever path ends it: a worker's
+/// call, the lease keeper, or the recovery of an interrupted replacement). The worker
+/// stays named until [`Queue::credit_worker`] has counted the job for it.
+const LEASE_ENDS: &str = "lease_id = NULL, lease_expires = NULL, cancel_requested = 0";
+
 fn finish_row(
     tx: &rusqlite::Transaction<'_>,
     file_id: i64,
@@ -1101,7 +1106,7 @@ fn finish_row(
                      original_path = ?5, original_size = ?6, output_size = ?3, output_mtime_ns = ?4, encoder = ?7,
                      fps = ?8, elapsed = ?9, backup_path = COALESCE(?10, backup_path), video_codec = 'av1',
                      container = 'matroska', reencode = 0, encode_settings = ?12, finished_at = ?11,
-                     updated_at = ?11
+                     updated_at = ?11, {LEASE_ENDS}
                  WHERE id = ?1 {guard}"
             ),
             params![
@@ -1121,7 +1126,8 @@ fn finish_row(
         ),
         _ => tx.execute(
             &format!(
-                "UPDATE files SET status = ?2, reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5
+                "UPDATE files SET status = ?2, reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5,
+                     {LEASE_ENDS}
                  WHERE id = ?1 {guard}"
             ),
             params![file_id, to.as_str(), reason, outcome.detail(), t],

@@ -219,6 +219,7 @@ pub fn scan(
     }
     let examined = examine_all(&todo, settings, threads, on_examined)?;
     report.unreadable = examined.iter().filter(|e| matches!(e.verdict, Verdict::Unreadable { .. })).count();
+    super::pause_point("scan:recording");
     queue.upsert_all(&examined)?;
     report.pruned = queue.prune(&gone)?;
     Ok(report)
