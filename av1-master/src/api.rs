@@ -36,8 +36,37 @@ pub struct State {
 /// Set by the signal handler: the HTTP threads finish their request and return.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
-/// One HTTP thread: its own queue connection, requests until [`STOP`].
-pub fn serve(server: &Server, state: &State) {
+/// Requests that may take long — transfers, result checks, bodies tiny_http has not
+/// read already (over 1 KiB, or chunked) — wait for the bulk lane, so that slow or
+/// hostile clients can hold at most that lane while heartbeats, claims and the page go
+/// on being answered. `None` when the lane is full (the request was answered 503).
+fn to_bulk_lane(request: Request, bulk: &crossbeam_channel::Sender<Request>) -> Option<Request> {
+    let path = request.url().split('?').next().unwrap_or_default();
+    let transfer = matches!(
+        (request.method(), by_id(path)),
+        (Method::Get, Some(("jobs", _, "source")))
+            | (Method::Put, Some(("jobs", _, "result")))
+            | (Method::Post, Some(("jobs", _, "complete")))
+    );
+    let unread_body = match request.body_length() {
+        Some(n) => n > 1024,
+        None => request.headers().iter().any(|h| h.field.equiv("Transfer-Encoding")),
+    };
+    if !(transfer || unread_body) {
+        return Some(request);
+    }
+    match bulk.try_send(request) {
+        Ok(()) => None,
+        Err(crossbeam_channel::TrySendError::Full(r) | crossbeam_channel::TrySendError::Disconnected(r)) => {
+            http::send(r, Reply::error(503, "busy with transfers and checks: try again shortly"));
+            None
+        }
+    }
+}
+
+/// One front HTTP thread: its own queue connection, requests until [`STOP`]; long ones
+/// go to the bulk lane ([`serve_bulk`]), event streams to their own thread.
+pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Sender<Request>) {
     let mut queue = None;
     while !STOP.load(Ordering::Relaxed) {
         let request = match server.recv_timeout(Duration::from_millis(500)) {
@@ -48,18 +77,42 @@ pub fn serve(server: &Server, state: &State) {
                 continue;
             }
         };
-        if queue.is_none() {
-            match Queue::open(&state.db) {
-                Ok(q) => queue = Some(q),
-                Err(e) => {
-                    http::send(request, Reply::error(503, format!("queue unavailable: {e}")));
-                    continue;
-                }
+        let Some(request) = to_bulk_lane(request, bulk) else { continue };
+        if request.url().split('?').next() == Some("/api/v1/events")
+            && http::authorized(&request, state.token.as_deref())
+        {
+            let state = Arc::clone(state);
+            let spawned = std::thread::Builder::new()
+                .name("events".into())
+                .spawn(move || crate::ui::events(request, &state));
+            if let Err(e) = spawned {
+                tracing::warn!("starting an event stream: {e}");
             }
+            continue;
         }
-        let q = queue.as_mut().expect("opened above");
-        handle(request, q, state);
+        serve_one(request, &mut queue, state);
     }
+}
+
+/// One bulk-lane thread: requests from the front threads until [`STOP`].
+pub fn serve_bulk(requests: &crossbeam_channel::Receiver<Request>, state: &State) {
+    let mut queue = None;
+    while !STOP.load(Ordering::Relaxed) {
+        if let Ok(request) = requests.recv_timeout(Duration::from_millis(500)) {
+            serve_one(request, &mut queue, state);
+        }
+    }
+}
+
+fn serve_one(request: Request, queue: &mut Option<Queue>, state: &State) {
+    if queue.is_none() {
+        match Queue::open(&state.db) {
+            Ok(q) => *queue = Some(q),
+            Err(e) => return http::send(request, Reply::error(503, format!("queue unavailable: {e}"))),
+        }
+    }
+    let q = queue.as_mut().expect("opened above");
+    handle(request, q, state);
 }
 
 fn handle(mut request: Request, queue: &mut Queue, state: &State) {
@@ -348,6 +401,9 @@ pub fn heartbeat_every(lease: Duration) -> Duration {
 #[derive(Deserialize)]
 struct ClaimBody {
     worker_id: i64,
+    /// Files this worker cannot take now (no room for them on its disk).
+    #[serde(default)]
+    exclude: Vec<i64>,
 }
 
 /// `POST /api/v1/jobs/claim` with `{"worker_id"}`: 200 and the job with its lease, or 204.
@@ -361,7 +417,7 @@ fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
         Ok(false) => return Reply::error(404, format!("no worker {}: register again", c.worker_id)),
         Err(e) => return Reply::error(500, e.to_string()),
     }
-    match queue.claim_for(c.worker_id, state.order, state.lease_timeout) {
+    match queue.claim_for(c.worker_id, state.order, state.lease_timeout, &c.exclude) {
         Ok(Some(claimed)) => {
             av1core::library::pause_point("master:claimed");
             let mut v = serde_json::to_value(&claimed).unwrap_or_default();

@@ -1,6 +1,5 @@
-//! HTTP plumbing on `tiny_http`: the listener (with socket timeouts, so a silent client
-//! cannot hold a thread), bounded request bodies, bearer-token checks in constant time,
-//! query strings, JSON replies.
+//! HTTP plumbing on `tiny_http`: the listener, bounded request bodies, bearer-token
+//! checks in constant time, query strings, JSON replies.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -18,7 +17,7 @@ pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     // No socket timeouts on the listener: Linux applies SO_RCVTIMEO to accept(), and
     // tiny_http stops accepting on the first error (the master went deaf after 30 idle
-    // seconds). Slow clients are bounded by the thread pool instead (known gap).
+    // seconds). Slow clients can hold at most the bulk lane (api::serve).
     // No Nagle delay: a reply written in two parts (headers, body) must not wait for
     // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
     rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;

@@ -48,7 +48,7 @@ pub struct Config {
     pub scan_interval: u64,
     /// Also run a worker inside this process (shared storage: it sees the library), so
     /// one machine has the whole product.
-    #[arg(long, env = "LOCAL_WORKER")]
+    #[arg(long, env = "LOCAL_WORKER", value_parser = clap::builder::BoolishValueParser::new())]
     pub local_worker: bool,
     /// HTTP threads (requests served at the same time).
     #[arg(long, default_value_t = 16)]
@@ -63,7 +63,7 @@ pub struct Config {
     #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
     pub min_savings: f64,
     /// Keep each original as NAME.bak beside its result.
-    #[arg(long, env = "TESTING_MODE")]
+    #[arg(long, env = "TESTING_MODE", value_parser = clap::builder::BoolishValueParser::new())]
     pub testing_mode: bool,
     /// Owner of the results (default: the original's).
     #[arg(long, env = "PUID", requires = "pgid")]
@@ -238,13 +238,21 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .expect("spawning the local worker");
         tracing::info!("a local worker works for this master");
     }
+    // Front threads answer the short calls; as many bulk threads take transfers and
+    // result checks, with a bounded wait list (503 beyond it).
+    let threads = cfg.http_threads.max(1);
+    let (bulk_tx, bulk_rx) = crossbeam_channel::bounded(4 * threads);
     std::thread::scope(|s| {
-        for i in 0..cfg.http_threads.max(1) {
-            let server = server.clone();
-            let state = state.clone();
+        for i in 0..threads {
+            let (server, front_state, bulk_tx) = (server.clone(), state.clone(), bulk_tx.clone());
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn_scoped(s, move || api::serve(&server, &state))
+                .spawn_scoped(s, move || api::serve(&server, &front_state, &bulk_tx))
+                .expect("spawning an HTTP thread");
+            let (state, bulk_rx) = (state.clone(), bulk_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("bulk-{i}"))
+                .spawn_scoped(s, move || api::serve_bulk(&bulk_rx, &state))
                 .expect("spawning an HTTP thread");
         }
     });

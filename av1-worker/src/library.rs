@@ -27,7 +27,7 @@ pub struct LibraryArgs {
     #[arg(long, env = "AV1_DB")]
     db: Option<PathBuf>,
     /// Keep each original as NAME.bak beside its result.
-    #[arg(long, env = "TESTING_MODE")]
+    #[arg(long, env = "TESTING_MODE", value_parser = clap::builder::BoolishValueParser::new())]
     testing_mode: bool,
     /// A result replaces its original only when at least this many percent smaller.
     #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]

@@ -136,6 +136,7 @@ pub fn run(
 
     let mut backoff = Backoff::new();
     let mut registered: Option<(i64, Duration)> = None;
+    let mut no_room: std::collections::HashMap<i64, Instant> = std::collections::HashMap::new();
     while !drain.load(Ordering::SeqCst) {
         let (worker, beat_every) = match registered {
             Some(r) => r,
@@ -160,7 +161,11 @@ pub fn run(
                 }
             },
         };
-        let (claimed, claimed_raw) = match master.post("/api/v1/jobs/claim", json!({ "worker_id": worker })) {
+        // Files this worker had no room for are left to others (or to later) for a while.
+        no_room.retain(|_, since| since.elapsed() < NO_ROOM_PAUSE);
+        let exclude: Vec<i64> = no_room.keys().copied().collect();
+        let claim = json!({ "worker_id": worker, "exclude": exclude });
+        let (claimed, claimed_raw) = match master.post("/api/v1/jobs/claim", claim) {
             Ok((200, c)) => {
                 (serde_json::from_value::<Claimed>(c.clone()).context("a claim the worker cannot read")?, c)
             }
@@ -195,10 +200,31 @@ pub fn run(
                 Err(e) => tracing::warn!("could not fetch the master's settings ({e:#}); using ours"),
             }
         }
-        work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every);
+        if let Worked::NoRoom = work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every) {
+            no_room.insert(claimed.job.file_id, Instant::now());
+        }
     }
     tracing::info!("drained: no job left running here; stopping");
     Ok(())
+}
+
+/// How long a file this worker had no disk space for is left to other workers.
+const NO_ROOM_PAUSE: Duration = Duration::from_secs(600);
+
+/// What became of a job, as far as the worker loop cares.
+enum Worked {
+    Ended,
+    /// Given back: this worker's disk (or the library's) had no room for it.
+    NoRoom,
+}
+
+/// Whether an error chain comes from a full disk (ENOSPC anywhere in it).
+fn full_disk(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+            || c.downcast_ref::<av1core::Error>().is_some_and(av1core::Error::is_no_space)
+            || c.to_string().contains("(507")
+    })
 }
 
 fn claimed_version(claim: &serde_json::Value) -> String {
@@ -231,7 +257,7 @@ fn work(
     settings: &av1core::Settings,
     args: &RemoteArgs,
     beat_every: Duration,
-) {
+) -> Worked {
     let id = c.job.file_id;
     let lease = c.lease.as_str();
     let local = map_path(&c.job.path, maps);
@@ -265,7 +291,7 @@ fn work(
         tracing::error!(file = id, "{why}");
         end("release", json!({ "detail": why }));
         std::thread::sleep(Duration::from_secs(30));
-        return;
+        return Worked::Ended;
     }
     let phase: Arc<Mutex<&'static str>> =
         Arc::new(Mutex::new(if shared { "encoding" } else { "downloading" }));
@@ -355,12 +381,17 @@ fn work(
             set_phase(&phase, "encoding");
             encode(&input, &staged, c, settings, args, &progress, &stop)
         }
+        Err(e) if full_disk(&e) => Encoded::NoRoom(format!("downloading the source: {e:#}")),
         Err(e) => Encoded::Failed(format!("downloading the source: {e}")),
     };
     if let (false, Encoded::Result(_)) = (shared, &outcome) {
         set_phase(&phase, "uploading");
         if let Err(e) = upload(master, id, lease, &staged, &stale) {
-            outcome = Encoded::Failed(format!("uploading the result: {e}"));
+            outcome = if full_disk(&e) {
+                Encoded::NoRoom(format!("uploading the result: {e:#}"))
+            } else {
+                Encoded::Failed(format!("uploading the result: {e}"))
+            };
         }
     }
     if !shared {
@@ -371,9 +402,11 @@ fn work(
         finished.store(true, Ordering::SeqCst);
         let _ = beats.join();
         let _ = std::fs::remove_file(&staged);
-        return tracing::warn!(file = id, "the lease ran out: job dropped");
+        tracing::warn!(file = id, "the lease ran out: job dropped");
+        return Worked::Ended;
     }
     // Heartbeats go on while the outcome is delivered (the master may be away for a while).
+    let worked = if let Encoded::NoRoom(_) = outcome { Worked::NoRoom } else { Worked::Ended };
     match outcome {
         Encoded::Result(body) => {
             // Not taken (lease gone, refused): the result beside the original is ours to remove.
@@ -385,7 +418,14 @@ fn work(
             end("skip", body);
         }
         Encoded::Failed(error) => {
+            // Named as the library knows the file, not as this worker's download.
+            let error = error.replace(&input.display().to_string(), &c.job.path.display().to_string());
             end("fail", json!({ "error": error }));
+        }
+        Encoded::NoRoom(why) => {
+            let why = format!("no room on {}: {why}", hostname());
+            tracing::warn!(file = id, "{why}; given back, left to others for {} s", NO_ROOM_PAUSE.as_secs());
+            end("release", json!({ "detail": why }));
         }
         Encoded::Stopped if cancelled.load(Ordering::SeqCst) => {
             end("cancelled", json!({}));
@@ -396,6 +436,7 @@ fn work(
     }
     finished.store(true, Ordering::SeqCst);
     let _ = beats.join();
+    worked
 }
 
 /// A 4xx answer that retrying cannot change (all but 408 timeout, 409 conflict — handled
@@ -484,6 +525,8 @@ enum Encoded {
     Result(serde_json::Value),
     Skip(serde_json::Value),
     Failed(String),
+    /// A full disk (this worker's, or the library's on shared storage).
+    NoRoom(String),
     Stopped,
 }
 
@@ -549,7 +592,7 @@ fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool
                 }
             }
             Ok(None) => {}
-            Err(e) if e.to_string().starts_with("the master answered") => return Err(e),
+            Err(e) if e.to_string().starts_with("the master answered") || full_disk(&e) => return Err(e),
             Err(e) => tracing::warn!(file = id, "download cut ({e:#}); resuming"),
         }
         std::thread::sleep(Duration::from_secs(wait));
@@ -669,6 +712,7 @@ fn encode(
             )
         }
         Err(av1core::Error::Cancelled) => return Encoded::Stopped,
+        Err(e) if e.is_no_space() => return Encoded::NoRoom(chain(&e)),
         Err(e) => return Encoded::Failed(chain(&e)),
     };
     if report.output_size > limit {

@@ -86,6 +86,17 @@ impl Error {
         move |source| Error::Ffmpeg { op, path: path.to_path_buf(), source }
     }
 
+    /// A full disk, whichever layer noticed it: not the file's fault, so the job waits
+    /// for room (or for another machine) instead of failing.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Error::NoSpace { .. } => true,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            Error::Ffmpeg { source: ffmpeg_next::Error::Other { errno }, .. } => *errno == libc::ENOSPC,
+            _ => false,
+        }
+    }
+
     pub(crate) fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
         move |source| Error::Database { op, source }
     }

@@ -122,6 +122,13 @@ impl Proc {
         seen
     }
 
+    /// Waits for the end; its exit status and the lines not read yet.
+    pub fn finish(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.lines.iter().collect();
+        (status, rest.join("\n"))
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

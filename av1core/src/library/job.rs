@@ -132,7 +132,7 @@ pub fn run(
         Err(e @ Error::Database { .. }) => return Err(e),
         // Not the file's fault: it waits for another turn (the caller skips it for the
         // rest of the run).
-        Err(e @ Error::NoSpace { .. }) => Outcome::Requeued { detail: chain(&e) },
+        Err(e) if e.is_no_space() => Outcome::Requeued { detail: chain(&e) },
         Err(e @ Error::SourceChanged { .. }) if job.path.exists() => Outcome::Requeued { detail: chain(&e) },
         Err(e) => Outcome::Failed { error: chain(&e) },
     };
@@ -167,7 +167,7 @@ fn work(
     let library_dir = os::parent(source);
     // The result is kept only when smaller than the limit; the encode stops early
     // when it heads past it, so that is the most it may need.
-    let needed = cfg.size_limit(before.size) + SPACE_MARGIN;
+    let needed = space_needed(cfg.size_limit(before.size));
     check_space(library_dir, needed)?;
     let encoded = match &cfg.temp_dir {
         Some(dir) => {
@@ -210,11 +210,20 @@ fn work(
         }
         other => other?,
     };
-    if Stamp::of(source).ok() != Some(before) {
-        return Err(Error::SourceChanged {
-            path: source.into(),
-            what: "it was modified while encoding".into(),
-        });
+    match Stamp::of(source) {
+        Ok(now) if now == before => {}
+        Ok(_) => {
+            return Err(Error::SourceChanged {
+                path: source.into(),
+                what: "it was modified while encoding".into(),
+            })
+        }
+        Err(_) => {
+            return Err(Error::SourceChanged {
+                path: source.into(),
+                what: "it disappeared while encoding".into(),
+            })
+        }
     }
     if report.output_size > limit {
         let saved = 100.0 * (1.0 - report.output_size as f64 / before.size.max(1) as f64);
@@ -253,8 +262,11 @@ fn work(
     }
 }
 
-/// Room left over on top of the result's size (Matroska index, file-system slack).
-const SPACE_MARGIN: u64 = 64 << 20;
+/// The room a result of at most `limit` bytes needs: a margin on top for the Matroska
+/// index and file-system slack (1% of it, at least 1 MiB, at most 64 MiB).
+fn space_needed(limit: u64) -> u64 {
+    limit + (limit / 100).clamp(1 << 20, 64 << 20)
+}
 
 fn check_space(dir: &Path, needed: u64) -> Result<()> {
     let available = os::free_space(dir)?;

@@ -255,7 +255,9 @@ pub(crate) fn write(
         packet.rescale_ts(time_base, out_tbs[stream]);
         packet.write_interleaved(&mut octx).map_err(Error::ffmpeg("writing a packet", temp))?;
 
-        if last_report.elapsed() >= PROGRESS_EVERY {
+        // The first frame is reported at once (an encode has visibly started), then
+        // every PROGRESS_EVERY.
+        if last_report.elapsed() >= PROGRESS_EVERY || (is_video && frames == 1) {
             last_report = Instant::now();
             on_progress(&progress(plan, frames, bytes, media_time, started.elapsed()));
         }

@@ -168,7 +168,13 @@ impl Queue {
 
     /// Hands the next pending file to `worker` under a new lease valid for `ttl`; none
     /// when the queue is empty, the worker is fading out or unknown.
-    pub fn claim_for(&mut self, worker: i64, order: FileOrder, ttl: Duration) -> Result<Option<Claimed>> {
+    pub fn claim_for(
+        &mut self,
+        worker: i64,
+        order: FileOrder,
+        ttl: Duration,
+        exclude: &[i64],
+    ) -> Result<Option<Claimed>> {
         let known: Option<(String, bool)> = self
             .conn
             .query_row("SELECT name, fade_out FROM workers WHERE id = ?1", [worker], |r| {
@@ -181,7 +187,7 @@ impl Queue {
         if fade_out {
             return Ok(None);
         }
-        let Some(job) = self.claim_next(&name, order, &[], &[])? else { return Ok(None) };
+        let Some(job) = self.claim_next(&name, order, exclude, &[])? else { return Ok(None) };
         let lease = new_lease(job.file_id, job.attempt_id);
         let expires = now_ms() + ttl.as_millis() as i64;
         self.conn
@@ -596,9 +602,9 @@ mod tests {
         let (mut q, id) = queue_with_one_file();
         let w = worker(&mut q, "w1");
         assert_eq!(worker(&mut q, "w1"), w, "registering again keeps the id");
-        let c = q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().unwrap();
+        let c = q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().unwrap();
         assert_eq!(c.job.file_id, id);
-        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_none());
         let beat = Heartbeat { phase: "encoding".into(), progress: serde_json::json!({"percent": 12.5}) };
         assert!(matches!(
             q.heartbeat(id, &c.lease, Duration::from_secs(60), &beat).unwrap(),
@@ -629,7 +635,7 @@ mod tests {
         let w = worker(&mut q, "w1");
         let mut old = None;
         for attempt in 1..=MAX_ATTEMPTS {
-            let c = q.claim_for(w, FileOrder::Oldest, Duration::ZERO).unwrap().expect("claimable again");
+            let c = q.claim_for(w, FileOrder::Oldest, Duration::ZERO, &[]).unwrap().expect("claimable again");
             assert_eq!(c.job.attempts, attempt);
             if let Some(old) = old.replace(c.lease.clone()) {
                 assert_ne!(old, c.lease);
@@ -648,14 +654,14 @@ mod tests {
         let detail = row.detail.as_deref().unwrap();
         assert!(detail.starts_with("gave up after 3 attempts"), "{detail}");
         assert_eq!(detail.matches("the lease of w1 ran out").count(), 3, "{detail}");
-        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_none());
     }
 
     #[test]
     fn a_job_being_checked_keeps_its_files_and_ignores_the_worker() {
         let (mut q, id) = queue_with_one_file();
         let w = worker(&mut q, "w1");
-        let c = q.claim_for(w, FileOrder::Oldest, Duration::ZERO).unwrap().unwrap();
+        let c = q.claim_for(w, FileOrder::Oldest, Duration::ZERO, &[]).unwrap().unwrap();
         assert!(q.take_over(id, &c.lease).unwrap().is_some());
         assert!(q.take_over(id, &c.lease).unwrap().is_none(), "checked once");
         assert_eq!(
@@ -676,12 +682,12 @@ mod tests {
         let (mut q, _) = queue_with_one_file();
         let w = worker(&mut q, "w1");
         assert!(q.set_fade_out(w, true).unwrap());
-        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none());
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_none());
         assert!(
-            q.claim_for(999, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_none(),
+            q.claim_for(999, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_none(),
             "unknown worker"
         );
         q.set_fade_out(w, false).unwrap();
-        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60)).unwrap().is_some());
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_some());
     }
 }

@@ -1,0 +1,297 @@
+//! API abuse against a running master: missing and wrong tokens, stale and foreign
+//! leases, replayed calls, malformed and oversized bodies, ids that look like paths,
+//! garbage on the socket, and very many connections — idle ones, busy ones and ones
+//! that never send the body they announce. Each gets the right status, changes
+//! nothing it should not, and the master keeps answering. The counts are printed
+//! (RELIABILITY.md quotes them).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// A raw HTTP/1.1 request on a new connection; the status (0 when the master closed
+/// the connection, or kept it open 3 s, without an answer).
+fn raw(addr: &str, request: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+fn send(url: &str, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> u16 {
+    let a = agent();
+    let full = format!("{url}{path}");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let r = match method {
+        "GET" => {
+            let mut rb = a.get(&full);
+            if let Some(h) = &auth {
+                rb = rb.header("Authorization", h);
+            }
+            rb.call()
+        }
+        _ => {
+            let mut rb = if method == "PUT" { a.put(&full) } else { a.post(&full) };
+            if let Some(h) = &auth {
+                rb = rb.header("Authorization", h);
+            }
+            rb = rb.header("Content-Type", "application/json").header("X-Lease", "not-a-lease");
+            rb.send(body.unwrap_or_default())
+        }
+    };
+    r.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Tally(BTreeMap<String, (u32, BTreeMap<u16, u32>)>);
+
+impl Tally {
+    fn expect(&mut self, kind: &str, got: u16, allowed: &[u16], what: &str) {
+        let e = self.0.entry(kind.to_owned()).or_default();
+        e.0 += 1;
+        *e.1.entry(got).or_default() += 1;
+        assert!(allowed.contains(&got), "{kind}: {what} answered {got}, expected one of {allowed:?}");
+    }
+}
+
+#[test]
+fn abuse_gets_the_right_answers_and_the_master_stays_up() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "One.mp4", 1);
+    clip(&lib, "Two.mkv", 1);
+    let before = hashes(&lib);
+    let db = d.path().join("master.sqlite");
+    let (mut m, url) = master(&lib, &db);
+    let addr = url.trim_start_matches("http://").to_owned();
+    settle(&url, "the scan", |s| s["pending"] == 2);
+    let mut t = Tally::default();
+
+    // 1. Tokens: none, wrong, empty, in the query string.
+    let endpoints: &[(&str, &str)] = &[
+        ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/files"),
+        ("GET", "/api/v1/workers"),
+        ("GET", "/api/v1/config"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/metrics"),
+        ("POST", "/api/v1/scan"),
+        ("POST", "/api/v1/workers/register"),
+        ("POST", "/api/v1/jobs/claim"),
+        ("POST", "/api/v1/jobs/1/heartbeat"),
+        ("POST", "/api/v1/jobs/1/complete"),
+        ("POST", "/api/v1/files/1/delete"),
+        ("GET", "/api/v1/jobs/1/source"),
+        ("PUT", "/api/v1/jobs/1/result?offset=0"),
+    ];
+    for (method, path) in endpoints {
+        for token in [None, Some("wrong"), Some(""), Some("process-tests-but-longer")] {
+            t.expect("no or wrong token", send(&url, method, path, token, Some(b"{}")), &[401], path);
+        }
+        let q = if path.contains('?') { "&" } else { "?" };
+        let in_query = send(&url, method, &format!("{path}{q}token={TOKEN}"), None, Some(b"{}"));
+        t.expect("no or wrong token", in_query, &[401], path);
+    }
+
+    // 2. Malformed bodies where JSON is expected.
+    let bodies: &[&[u8]] = &[
+        b"{",
+        b"null",
+        b"[]",
+        b"\"text\"",
+        b"{\"worker_id\": \"seven\"}",
+        b"{\"lease\": 5}",
+        &[0xff, 0xfe, 0, 1, 2],
+    ];
+    for path in [
+        "/api/v1/workers/register",
+        "/api/v1/jobs/claim",
+        "/api/v1/jobs/1/heartbeat",
+        "/api/v1/jobs/1/complete",
+        "/api/v1/jobs/1/fail",
+        "/api/v1/workers/1/fade-out",
+    ] {
+        for body in bodies {
+            let got = send(&url, "POST", path, Some(TOKEN), Some(body));
+            t.expect("malformed body", got, &[400], path);
+        }
+    }
+
+    // 3. Oversized bodies: sent, and only announced.
+    let big = vec![b' '; (1 << 20) + 10];
+    t.expect(
+        "oversized body",
+        send(&url, "POST", "/api/v1/jobs/claim", Some(TOKEN), Some(&big)),
+        &[413, 0],
+        "2 MiB",
+    );
+    for path in ["/api/v1/jobs/claim", "/api/v1/workers/register"] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n"
+        );
+        t.expect("oversized body", raw(&addr, head.as_bytes()), &[413], "10 GB announced");
+    }
+
+    // 4. Ids that look like paths, or are not ids.
+    for id in
+        ["..", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "-1", "0", "1.5", "99999999999999999999999", "1%00", "one"]
+    {
+        for (method, what) in [("POST", "retry"), ("POST", "delete"), ("GET", "source")] {
+            let path = if what == "source" {
+                format!("/api/v1/jobs/{id}/source")
+            } else {
+                format!("/api/v1/files/{id}/{what}")
+            };
+            let got = send(&url, method, &path, Some(TOKEN), Some(b"{}"));
+            t.expect("path-like or invalid id", got, &[400, 404, 409], &path);
+        }
+    }
+    let traversal = raw(
+        &addr,
+        format!("GET /api/v1/jobs/../../../etc/passwd/source HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    t.expect("path-like or invalid id", traversal, &[400, 404], "raw ../");
+
+    // 5. Leases: stale, foreign, replayed.
+    let reg = |name: &str| -> i64 {
+        let (s, r) = call(
+            &url,
+            "POST",
+            "/api/v1/workers/register",
+            Some(json!({ "name": name, "host": "h", "cores": 2 })),
+        );
+        assert_eq!(s, 200, "{r}");
+        r["worker_id"].as_i64().unwrap()
+    };
+    let (w1, w2) = (reg("abuser-1"), reg("abuser-2"));
+    let claim = |w: i64| -> Value {
+        let (s, r) = call(&url, "POST", "/api/v1/jobs/claim", Some(json!({ "worker_id": w })));
+        assert_eq!(s, 200, "{r}");
+        r
+    };
+    let (c1, c2) = (claim(w1), claim(w2));
+    let (id1, lease1) = (c1["job"]["file_id"].as_i64().unwrap(), c1["lease"].as_str().unwrap().to_owned());
+    let (id2, lease2) = (c2["job"]["file_id"].as_i64().unwrap(), c2["lease"].as_str().unwrap().to_owned());
+    let beat = |id: i64, lease: &str| {
+        call(&url, "POST", &format!("/api/v1/jobs/{id}/heartbeat"), Some(json!({ "lease": lease }))).0
+    };
+    t.expect("stale, foreign or replayed lease", beat(id1, &lease2), &[409], "foreign lease");
+    t.expect(
+        "stale, foreign or replayed lease",
+        beat(id1, "0123456789abcdef0123456789abcdef"),
+        &[409],
+        "made-up lease",
+    );
+    t.expect("stale, foreign or replayed lease", beat(id1, &lease1), &[200], "own lease");
+    let complete = json!({ "lease": lease2, "size": 10, "blake3": "00", "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
+    let got = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete)).0;
+    t.expect("stale, foreign or replayed lease", got, &[409], "complete with a foreign lease");
+    let fail = |id: i64, lease: &str| {
+        call(
+            &url,
+            "POST",
+            &format!("/api/v1/jobs/{id}/release"),
+            Some(json!({ "lease": lease, "detail": "abuse test" })),
+        )
+        .0
+    };
+    t.expect("stale, foreign or replayed lease", fail(id2, &lease2), &[200], "release");
+    t.expect("stale, foreign or replayed lease", fail(id2, &lease2), &[409], "replayed release");
+    t.expect("stale, foreign or replayed lease", beat(id2, &lease2), &[409], "heartbeat after release");
+    let complete = json!({ "lease": lease2, "size": 10, "blake3": "00", "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
+    let got = call(&url, "POST", &format!("/api/v1/jobs/{id2}/complete"), Some(complete)).0;
+    t.expect("stale, foreign or replayed lease", got, &[409], "complete after release");
+    // A completion whose result does not exist / does not match.
+    let complete = json!({ "lease": lease1, "size": 10, "blake3": "00", "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
+    let got = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete.clone())).0;
+    t.expect("wrong result", got, &[200, 400, 409, 422], "a result that is not there");
+    let replay = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete)).0;
+    t.expect("stale, foreign or replayed lease", replay, &[409], "replayed completion");
+    // Transfers with a foreign lease.
+    let source = raw(&addr, format!("GET /api/v1/jobs/{id1}/source HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Lease: {lease2}\r\nConnection: close\r\n\r\n").as_bytes());
+    t.expect("stale, foreign or replayed lease", source, &[409], "download with a foreign lease");
+    let upload = raw(&addr, format!("PUT /api/v1/jobs/{id1}/result?offset=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Lease: {lease2}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd").as_bytes());
+    t.expect("stale, foreign or replayed lease", upload, &[409], "upload with a foreign lease");
+
+    // 6. Garbage on the socket.
+    let mut rng = fastrand::Rng::with_seed(3);
+    for n in [1usize, 100, 10_000, 200_000] {
+        let mut junk = vec![0u8; n];
+        rng.fill(&mut junk);
+        t.expect("garbage on the socket", raw(&addr, &junk), &[0, 400, 413, 431, 505], "random bytes");
+    }
+    let long_header =
+        format!("GET /api/v1/stats HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n", "a".repeat(100_000));
+    t.expect(
+        "garbage on the socket",
+        raw(&addr, long_header.as_bytes()),
+        &[0, 400, 401, 413, 431],
+        "100 KB header",
+    );
+    t.expect("garbage on the socket", raw(&addr, b"GET /\r\n\r\n"), &[0, 400, 505], "HTTP/0.9");
+
+    // 7. Many connections: idle ones, ones that never send their announced body, and
+    //    a crowd of clients at once; the master keeps answering short calls.
+    let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let slow: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            let head = format!("POST /api/v1/jobs/claim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 5000\r\n\r\n{{");
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A live job (2 s leases in tests) for a heartbeat under load.
+    let c3 = claim(w1);
+    let (id3, lease3) = (c3["job"]["file_id"].as_i64().unwrap(), c3["lease"].as_str().unwrap().to_owned());
+    let start = Instant::now();
+    t.expect(
+        "many connections",
+        send(&url, "GET", "/api/v1/stats", Some(TOKEN), None),
+        &[200],
+        "stats under load",
+    );
+    t.expect("many connections", beat(id3, &lease3), &[200], "a heartbeat under load");
+    assert!(start.elapsed() < Duration::from_secs(3), "short calls waited {:?}", start.elapsed());
+    let crowd: Vec<_> = (0..200)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                (0..5).map(|_| send(&url, "GET", "/api/v1/stats", Some(TOKEN), None)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in crowd {
+        for got in h.join().unwrap() {
+            t.expect("many connections", got, &[200], "one of 1000 concurrent stats");
+        }
+    }
+    drop(idle);
+    drop(slow);
+
+    // The master is up, its database sound, the library untouched.
+    assert!(m.child.try_wait().unwrap().is_none(), "the master died");
+    t.expect("after", send(&url, "GET", "/healthz", None, None), &[200], "healthz");
+    m.stop(Duration::from_secs(10));
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    assert_eq!(hashes(&lib), before, "the library changed");
+    let mut total = 0;
+    eprintln!("{:<34} {:>8}  answers", "abuse", "requests");
+    for (kind, (n, statuses)) in &t.0 {
+        total += n;
+        eprintln!("{kind:<34} {n:>8}  {statuses:?}");
+    }
+    eprintln!("{:<34} {total:>8}", "total");
+}
