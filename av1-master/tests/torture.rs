@@ -42,9 +42,25 @@ const WORKER_PHASES: &[&str] = &[
     "worker:delivering",
     "worker:delivered",
 ];
+/// The standalone mode (one process does everything).
+const STANDALONE_PHASES: &[&str] = &[
+    "scan:recording",
+    "job:encoding",
+    "replace:recorded",
+    "replace:backup",
+    "replace:renamed",
+    "replace:source-removed",
+];
 /// Only reached when the workers download sources and upload results.
 const DISTRIBUTION_ONLY: &[&str] =
     &["master:sending", "master:received", "worker:downloaded", "worker:uploaded-chunk"];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Shared,
+    Distribution,
+    Standalone,
+}
 
 #[derive(Clone, Debug)]
 enum Fault {
@@ -58,6 +74,7 @@ enum Fault {
 struct Figures {
     seed: u64,
     runs: u32,
+    runs_by_mode: BTreeMap<String, u32>,
     faults_planned: u32,
     /// SIGKILLs at a pause point, by phase and process.
     killed_at: BTreeMap<String, u32>,
@@ -145,18 +162,26 @@ struct Run<'a> {
     lib: PathBuf,
     db: PathBuf,
     port: u16,
-    distribution: bool,
+    mode: Mode,
     quiet: bool,
 }
 
 impl Run<'_> {
     fn start(&self, slot: &mut Slot, figures: &mut Figures) {
         let fault = slot.plan.pop_front();
-        let mut c = if slot.name == "master" {
+        let mut c = if slot.name == "standalone" {
+            let mut c = std::process::Command::new(worker_bin());
+            c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("TESTING_MODE", "true");
+            for k in ["AV1_PAUSE_AT", "AV1_PAUSE_SECONDS", "MEDIA_DIRS", "TEMP_DIR"] {
+                c.env_remove(k);
+            }
+            c.args(["transcode", "--preset", "12", "--crf", "40", "--db"]).arg(&self.db).arg(&self.lib);
+            c
+        } else if slot.name == "master" {
             master_command(&self.lib, &self.db, self.port)
         } else {
             let url = format!("http://127.0.0.1:{}", self.port);
-            let mode = if self.distribution { "true" } else { "false" };
+            let mode = if self.mode == Mode::Distribution { "true" } else { "false" };
             worker_command(&url, &slot.name, self.dir, &[("FILE_DISTRIBUTION_MODE", mode)])
         };
         if let Some(Fault::At(phase)) = &fault {
@@ -170,21 +195,17 @@ impl Run<'_> {
     }
 }
 
-fn plan_faults(
-    rng: &mut fastrand::Rng,
-    count: u32,
-    distribution: bool,
-    workers: usize,
-) -> Vec<(usize, Fault)> {
-    let usable = |p: &&&str| distribution || !DISTRIBUTION_ONLY.contains(p);
-    let mut master: Vec<&'static str> = MASTER_PHASES.iter().filter(usable).copied().collect();
+fn plan_faults(rng: &mut fastrand::Rng, count: u32, mode: Mode, workers: usize) -> Vec<(usize, Fault)> {
+    let usable = |p: &&&str| mode == Mode::Distribution || !DISTRIBUTION_ONLY.contains(p);
+    let master_phases = if mode == Mode::Standalone { STANDALONE_PHASES } else { MASTER_PHASES };
+    let mut master: Vec<&'static str> = master_phases.iter().filter(usable).copied().collect();
     let mut worker: Vec<&'static str> = WORKER_PHASES.iter().filter(usable).copied().collect();
     rng.shuffle(&mut master);
     rng.shuffle(&mut worker);
     (0..count as usize)
         .map(|k| {
-            // Slot 0 is the master, 1.. the workers.
-            let slot = if rng.bool() { 0 } else { 1 + rng.usize(0..workers) };
+            // Slot 0 is the master (or the standalone process), 1.. the workers.
+            let slot = if workers == 0 || rng.bool() { 0 } else { 1 + rng.usize(0..workers) };
             let fault = if rng.u8(0..4) == 0 {
                 Fault::After(Duration::from_millis(rng.u64(200..4000)))
             } else if slot == 0 {
@@ -202,25 +223,19 @@ fn torture_run(seed: u64, run: u32, faults: u32, quiet: bool, figures: &mut Figu
     let d = tempfile::tempdir().unwrap();
     let lib = d.path().join("lib");
     let (originals, durations) = make_library(&mut rng, &lib);
-    let distribution = rng.bool();
-    let workers = 1 + rng.usize(0..2);
-    let plan = plan_faults(&mut rng, faults, distribution, workers);
+    let mode = [Mode::Shared, Mode::Distribution, Mode::Standalone][rng.usize(0..3)];
+    let workers = if mode == Mode::Standalone { 0 } else { 1 + rng.usize(0..2) };
+    let plan = plan_faults(&mut rng, faults, mode, workers);
     eprintln!(
-        "torture seed {seed} run {run}: {} files, {workers} worker(s), {}, faults {plan:?}",
-        originals.len(),
-        if distribution { "file distribution" } else { "shared storage" }
+        "torture seed {seed} run {run}: {} files, {mode:?}, {workers} worker(s), faults {plan:?}",
+        originals.len()
     );
+    *figures.runs_by_mode.entry(format!("{mode:?}")).or_default() += 1;
     figures.faults_planned += faults;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let r = Run {
-        dir: d.path(),
-        lib: lib.clone(),
-        db: d.path().join("master.sqlite"),
-        port,
-        distribution,
-        quiet,
-    };
-    let mut slots: Vec<Slot> = std::iter::once("master".to_owned())
+    let r = Run { dir: d.path(), lib: lib.clone(), db: d.path().join("master.sqlite"), port, mode, quiet };
+    let first = if mode == Mode::Standalone { "standalone" } else { "master" };
+    let mut slots: Vec<Slot> = std::iter::once(first.to_owned())
         .chain((0..workers).map(|k| format!("w{k}")))
         .map(|name| Slot { name, proc: None, armed: None, plan: VecDeque::new() })
         .collect();
@@ -244,9 +259,16 @@ fn torture_run(seed: u64, run: u32, faults: u32, quiet: bool, figures: &mut Figu
                     false
                 }
             };
-            // A process that ended by itself is a defect unless we stopped it.
+            // A process that ended by itself is a defect unless we stopped it (the
+            // standalone mode ends when it has done what it could: 0, or 1 when a file
+            // failed; it is started again while files are pending).
             if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("seed {seed} run {run}: {} exited by itself ({status})", slot.name);
+                let expected = slot.name == "standalone" && matches!(status.code(), Some(0 | 1));
+                assert!(expected, "seed {seed} run {run}: {} exited by itself ({status})", slot.name);
+                if !hit && !queue_settled(&r.db) {
+                    r.start(slot, figures);
+                    continue;
+                }
             }
             if hit {
                 p.kill();
@@ -259,16 +281,21 @@ fn torture_run(seed: u64, run: u32, faults: u32, quiet: bool, figures: &mut Figu
                 r.start(slot, figures);
             }
         }
-        let settled =
-            try_stats(&url).is_some_and(|s| s["pending"] == 0 && s["running"] == 0 && s["total"] != 0);
+        let settled = if mode == Mode::Standalone {
+            let p = slots[0].proc.as_mut().unwrap();
+            matches!(p.child.try_wait(), Ok(Some(_))) && queue_settled(&r.db)
+        } else {
+            try_stats(&url).is_some_and(|s| s["pending"] == 0 && s["running"] == 0 && s["total"] != 0)
+        };
         settled_since = if settled { settled_since.or(Some(Instant::now())) } else { None };
         // Settled for a while (a worker may still hold a result to deliver): the faults
         // not reached by now never will be.
-        if settled_since.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+        let quiet_for = if mode == Mode::Standalone { Duration::ZERO } else { Duration::from_secs(3) };
+        if settled_since.is_some_and(|t| t.elapsed() >= quiet_for) {
             break;
         }
         if start.elapsed() > Duration::from_secs(300) {
-            figures.stuck.push(format!("seed {seed} run {run}: not settled in 300 s: {:?}", try_stats(&url)));
+            figures.stuck.push(format!("seed {seed} run {run}: not settled in 300 s"));
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -281,7 +308,7 @@ fn torture_run(seed: u64, run: u32, faults: u32, quiet: bool, figures: &mut Figu
             }
         }
         // Workers first, then the master: a clean stop, nothing left to interrupt.
-        if let Some(p) = slot.proc.as_mut().filter(|_| slot.name != "master") {
+        if let Some(p) = slot.proc.as_mut().filter(|_| slot.name.starts_with('w')) {
             p.stop(Duration::from_secs(10));
         }
     }
@@ -290,11 +317,22 @@ fn torture_run(seed: u64, run: u32, faults: u32, quiet: bool, figures: &mut Figu
 }
 
 fn kind(slot: &str) -> &'static str {
-    if slot == "master" {
-        "master"
-    } else {
-        "worker"
+    match slot {
+        "master" => "master",
+        "standalone" => "standalone",
+        _ => "worker",
     }
+}
+
+/// Nothing pending or running in the queue (and something was recorded).
+fn queue_settled(db: &Path) -> bool {
+    let Ok(c) = rusqlite::Connection::open(db) else { return false };
+    let counts: Result<(i64, i64), _> = c.query_row(
+        "SELECT count(*), coalesce(sum(status IN ('pending', 'running')), 0) FROM files",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    matches!(counts, Ok((total, 0)) if total > 0)
 }
 
 fn check(

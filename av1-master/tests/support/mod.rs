@@ -137,6 +137,9 @@ impl Proc {
 
     /// SIGTERM; SIGKILL if still there after `grace`.
     pub fn stop(&mut self, grace: Duration) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
