@@ -48,16 +48,26 @@ fn to_bulk_lane(request: Request, bulk: &crossbeam_channel::Sender<Request>) -> 
             | (Method::Put, Some(("jobs", _, "result")))
             | (Method::Post, Some(("jobs", _, "complete")))
     );
+    // tiny_http reads bodies up to 1 KiB before handing the request over, except after
+    // `Expect: 100-continue`; an upgraded connection is a raw socket.
+    let header = |name: &'static str| request.headers().iter().any(|h| h.field.equiv(name));
     let unread_body = match request.body_length() {
-        Some(n) => n > 1024,
-        None => request.headers().iter().any(|h| h.field.equiv("Transfer-Encoding")),
-    };
+        Some(n) => n > 1024 || (n > 0 && header("Expect")),
+        None => header("Transfer-Encoding"),
+    } || request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Connection") && h.value.as_str().to_ascii_lowercase().contains("upgrade"));
     if !(transfer || unread_body) {
         return Some(request);
     }
-    match bulk.try_send(request) {
+    // A queued request costs no thread; only a long wait list is refused.
+    match bulk.send_timeout(request, Duration::from_secs(2)) {
         Ok(()) => None,
-        Err(crossbeam_channel::TrySendError::Full(r) | crossbeam_channel::TrySendError::Disconnected(r)) => {
+        Err(
+            crossbeam_channel::SendTimeoutError::Timeout(r)
+            | crossbeam_channel::SendTimeoutError::Disconnected(r),
+        ) => {
             http::send(r, Reply::error(503, "busy with transfers and checks: try again shortly"));
             None
         }
@@ -77,10 +87,11 @@ pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Send
                 continue;
             }
         };
-        let Some(request) = to_bulk_lane(request, bulk) else { continue };
-        if request.url().split('?').next() == Some("/api/v1/events")
-            && http::authorized(&request, state.token.as_deref())
-        {
+        let events = request.url().split('?').next() == Some("/api/v1/events");
+        let Some(request) = (if events { Some(request) } else { to_bulk_lane(request, bulk) }) else {
+            continue;
+        };
+        if events && http::authorized(&request, state.token.as_deref()) {
             let state = Arc::clone(state);
             let spawned = std::thread::Builder::new()
                 .name("events".into())
@@ -478,7 +489,15 @@ fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]
         _ => return Reply::error(404, format!("no such job call: {action}")),
     };
     match queue.finish_leased(id, &b.lease, &outcome) {
-        Ok(true) => Reply::json(200, &serde_json::json!({ "status": outcome.status() })),
+        Ok(true) => {
+            // Not the file's fault: a give-back does not use up one of its attempts.
+            if action == "release" {
+                if let Err(e) = queue.forgive_attempt(id) {
+                    tracing::warn!(file = id, "{e}");
+                }
+            }
+            Reply::json(200, &serde_json::json!({ "status": outcome.status() }))
+        }
         Ok(false) => stale(),
         Err(e) => Reply::error(500, e.to_string()),
     }

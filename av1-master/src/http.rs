@@ -12,12 +12,18 @@ use tiny_http::{Header, Request, Response, Server};
 /// Largest request body accepted (JSON calls; uploads will stream separately).
 pub const MAX_BODY: u64 = 1 << 20;
 
+/// A connection whose client sends nothing (or takes nothing we write) for this long is
+/// closed; workers call every few seconds, event streams only write.
+pub const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Binds `addr` (accepted connections inherit TCP_NODELAY).
 pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     // No socket timeouts on the listener: Linux applies SO_RCVTIMEO to accept(), and
     // tiny_http stops accepting on the first error (the master went deaf after 30 idle
-    // seconds). Slow clients can hold at most the bulk lane (api::serve).
+    // seconds). Accepted connections get them instead (our patch of tiny_http), and
+    // slow clients can hold at most the bulk lane meanwhile (api::serve).
+    tiny_http::set_connection_timeout(Some(CONNECTION_TIMEOUT));
     // No Nagle delay: a reply written in two parts (headers, body) must not wait for
     // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
     rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;

@@ -238,10 +238,10 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .expect("spawning the local worker");
         tracing::info!("a local worker works for this master");
     }
-    // Front threads answer the short calls; as many bulk threads take transfers and
-    // result checks, with a bounded wait list (503 beyond it).
+    // Front threads answer the short calls; as many bulk threads take transfers, result
+    // checks and unread bodies, with a bounded wait list (503 beyond it).
     let threads = cfg.http_threads.max(1);
-    let (bulk_tx, bulk_rx) = crossbeam_channel::bounded(4 * threads);
+    let (bulk_tx, bulk_rx) = crossbeam_channel::bounded(16 * threads);
     std::thread::scope(|s| {
         for i in 0..threads {
             let (server, front_state, bulk_tx) = (server.clone(), state.clone(), bulk_tx.clone());

@@ -129,6 +129,13 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
     http::send(request, reply);
 }
 
+/// 507 when the library's disk is full (the worker keeps its job for another worker or
+/// later), 500 for any other write error.
+fn write_error(what: &str, e: &std::io::Error) -> Reply {
+    let full = matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded);
+    Reply::error(if full { 507 } else { 500 }, format!("{what}: {e}"))
+}
+
 /// `PUT /api/v1/jobs/{id}/result?offset=N`.
 pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, String)]) {
     let reply = (|| {
@@ -158,7 +165,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             .truncate(false)
             .write(true)
             .open(&staged)
-            .map_err(|e| Reply::error(507, format!("cannot write the result: {e}")))?;
+            .map_err(|e| write_error("cannot write the result", &e))?;
         let have = file.metadata().map(|m| m.len()).unwrap_or(0);
         if have != offset {
             return Err(Reply::error(
@@ -183,9 +190,9 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
                 let _ = file.set_len(offset);
                 return Err(Reply::error(413, "the result would not be smaller than the original"));
             }
-            file.write_all(&buf[..n]).map_err(|e| Reply::error(507, format!("writing the result: {e}")))?;
+            file.write_all(&buf[..n]).map_err(|e| write_error("writing the result", &e))?;
         }
-        file.sync_all().map_err(|e| Reply::error(507, format!("syncing the result: {e}")))?;
+        file.sync_all().map_err(|e| write_error("syncing the result", &e))?;
         av1core::library::pause_point("master:received");
         // The lease may have run out meanwhile (and its files been removed): then this
         // file is nobody's.

@@ -201,7 +201,11 @@ pub fn run(
             }
         }
         if let Worked::NoRoom = work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every) {
-            no_room.insert(claimed.job.file_id, Instant::now());
+            // Left to others (or to later); the list is bounded so claims stay small.
+            if no_room.len() < 1000 {
+                no_room.insert(claimed.job.file_id, Instant::now());
+            }
+            sleep_unless(&drain, Duration::from_secs_f64((args.poll * 2.0).clamp(1.0, 30.0)));
         }
     }
     tracing::info!("drained: no job left running here; stopping");
@@ -218,12 +222,24 @@ enum Worked {
     NoRoom,
 }
 
+/// The master's answer 507: its library's disk is full.
+#[derive(Debug)]
+struct MasterDiskFull(String);
+
+impl std::fmt::Display for MasterDiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the master has no room for the result (507: {})", self.0)
+    }
+}
+
+impl std::error::Error for MasterDiskFull {}
+
 /// Whether an error chain comes from a full disk (ENOSPC anywhere in it).
 fn full_disk(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
             || c.downcast_ref::<av1core::Error>().is_some_and(av1core::Error::is_no_space)
-            || c.to_string().contains("(507")
+            || c.downcast_ref::<MasterDiskFull>().is_some()
     })
 }
 
@@ -367,11 +383,31 @@ fn work(
             c.job.path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "bin".into());
         (work_dir.join(format!("{id}-{tag}.{ext}")), work_dir.join(format!("{id}-{tag}.mkv")))
     };
-    let downloaded = if shared {
+    if !shared {
+        let _ = std::fs::create_dir_all(&work_dir);
+    }
+    // Room for the result (and the download) before starting: a full disk is found
+    // here, not half-way through a download.
+    let limit = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() }
+        .size_limit(c.job.size);
+    let (room_dir, needed) = if shared {
+        (av1core::os::parent(&local).to_path_buf(), av1core::library::job::space_needed(limit))
+    } else {
+        (work_dir.clone(), c.job.size + av1core::library::job::space_needed(limit))
+    };
+    let free = av1core::os::free_space(&room_dir).unwrap_or(u64::MAX);
+    let downloaded = if free < needed {
+        Err(Encoded::NoRoom(format!("{} has {free} bytes free, {needed} needed", room_dir.display())))
+    } else if shared {
         Ok(())
     } else {
-        let _ = std::fs::create_dir_all(&work_dir);
-        download(master, id, lease, &input, &stale)
+        download(master, id, lease, &input, &stale).map_err(|e| {
+            if full_disk(&e) {
+                Encoded::NoRoom(format!("downloading the source: {e:#}"))
+            } else {
+                Encoded::Failed(format!("downloading the source: {e}"))
+            }
+        })
     };
     let mut outcome = match downloaded {
         Ok(()) => {
@@ -381,8 +417,7 @@ fn work(
             set_phase(&phase, "encoding");
             encode(&input, &staged, c, settings, args, &progress, &stop)
         }
-        Err(e) if full_disk(&e) => Encoded::NoRoom(format!("downloading the source: {e:#}")),
-        Err(e) => Encoded::Failed(format!("downloading the source: {e}")),
+        Err(not_started) => not_started,
     };
     if let (false, Encoded::Result(_)) = (shared, &outcome) {
         set_phase(&phase, "uploading");
@@ -648,7 +683,8 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
             match r.status().as_u16() {
                 200 => Ok(false),
                 409 => Ok(false),
-                s if final_refusal(s) || s == 507 => bail!(
+                507 => Err(MasterDiskFull(r.body_mut().read_to_string().unwrap_or_default()).into()),
+                s if final_refusal(s) => bail!(
                     "the master refused the upload ({s}: {}): no longer ours to send",
                     r.body_mut().read_to_string().unwrap_or_default()
                 ),
@@ -658,7 +694,7 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
         match attempt {
             Ok(true) => return Ok(()),
             Ok(false) => continue,
-            Err(e) if e.to_string().contains("no longer ours") => return Err(e),
+            Err(e) if e.to_string().contains("no longer ours") || full_disk(&e) => return Err(e),
             Err(e) => tracing::warn!(file = id, "upload cut ({e:#}); resuming"),
         }
         std::thread::sleep(Duration::from_secs(wait));

@@ -91,8 +91,12 @@ impl Error {
     pub fn is_no_space(&self) -> bool {
         match self {
             Error::NoSpace { .. } => true,
-            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
-            Error::Ffmpeg { source: ffmpeg_next::Error::Other { errno }, .. } => *errno == libc::ENOSPC,
+            Error::Io { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+            }
+            Error::Ffmpeg { source: ffmpeg_next::Error::Other { errno }, .. } => {
+                *errno == libc::ENOSPC || *errno == libc::EDQUOT
+            }
             _ => false,
         }
     }

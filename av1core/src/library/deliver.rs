@@ -76,9 +76,10 @@ pub fn accept(
     }
     let outcome = match checked {
         Ok(o) => o,
-        Err(e @ (Error::SourceChanged { .. } | Error::NoSpace { .. } | Error::Database { .. })) => {
+        Err(e @ (Error::SourceChanged { .. } | Error::Database { .. })) => {
             Outcome::Requeued { detail: chain(&e) }
         }
+        Err(e) if e.is_no_space() => Outcome::Requeued { detail: chain(&e) },
         Err(e) => Outcome::Failed { error: chain(&e) },
     };
     // A file that keeps coming back (results that never arrive whole, a source that

@@ -48,11 +48,14 @@ impl JobSettings {
     /// warm-up, projected clearly over the limit, and not so close to the end that
     /// the exact size is as near as the projection.
     pub fn hopeless(&self, p: &Progress, limit: u64) -> bool {
-        p.projected_size.is_some_and(|projected| {
-            p.percent >= self.early_stop_after_percent
-                && p.percent < 90.0
-                && projected as f64 > limit as f64 * self.early_stop_margin
-        })
+        // Already past the limit: nothing to project (and the space reserved for the
+        // result is used up).
+        p.bytes_written > limit
+            || p.projected_size.is_some_and(|projected| {
+                p.percent >= self.early_stop_after_percent
+                    && p.percent < 90.0
+                    && projected as f64 > limit as f64 * self.early_stop_margin
+            })
     }
 
     /// The largest result (bytes) that replaces an original of `size` bytes.
@@ -218,11 +221,12 @@ fn work(
                 what: "it was modified while encoding".into(),
             })
         }
-        Err(_) => {
-            return Err(Error::SourceChanged {
-                path: source.into(),
-                what: "it disappeared while encoding".into(),
-            })
+        Err(e) => {
+            let what = match e.kind() {
+                std::io::ErrorKind::NotFound => "it disappeared while encoding".to_owned(),
+                _ => format!("it cannot be read any more after the encode ({e})"),
+            };
+            return Err(Error::SourceChanged { path: source.into(), what });
         }
     }
     if report.output_size > limit {
@@ -264,7 +268,7 @@ fn work(
 
 /// The room a result of at most `limit` bytes needs: a margin on top for the Matroska
 /// index and file-system slack (1% of it, at least 1 MiB, at most 64 MiB).
-fn space_needed(limit: u64) -> u64 {
+pub fn space_needed(limit: u64) -> u64 {
     limit + (limit / 100).clamp(1 << 20, 64 << 20)
 }
 

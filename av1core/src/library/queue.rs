@@ -1078,12 +1078,12 @@ fn finish_in(
     finish_row(tx, file_id, attempt_id, outcome, true)
 }
 
-/// [`finish_in`], optionally whatever the file's status is now.
 /// A row that stops running holds no lease any more (whichever path ends it: a worker's
 /// call, the lease keeper, or the recovery of an interrupted replacement). The worker
 /// stays named until [`Queue::credit_worker`] has counted the job for it.
 const LEASE_ENDS: &str = "lease_id = NULL, lease_expires = NULL, cancel_requested = 0";
 
+/// [`finish_in`], optionally whatever the file's status is now.
 fn finish_row(
     tx: &rusqlite::Transaction<'_>,
     file_id: i64,

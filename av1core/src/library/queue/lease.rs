@@ -365,6 +365,18 @@ impl Queue {
         Ok(())
     }
 
+    /// A job given back by its worker through no fault of the file (no room, no mount)
+    /// does not count as one of its attempts.
+    pub fn forgive_attempt(&mut self, file_id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET attempts = max(attempts - 1, 0) WHERE id = ?1 AND status = 'pending'",
+                [file_id],
+            )
+            .map_err(Error::db("forgiving an attempt"))?;
+        Ok(())
+    }
+
     /// Master start-up: files left running without a lease (the master stopped while
     /// checking a result) go back to the queue. Replacements were recovered before.
     pub fn requeue_unleased(&mut self) -> Result<usize> {
