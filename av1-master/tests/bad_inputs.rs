@@ -110,6 +110,7 @@ fn check_outcomes(lib: &Path, db: &Path, names: &[String], before: &BTreeMap<Pat
         eprintln!("{name:<28} {status:<8} {why}");
         assert!(status == "failed" || status == "skipped", "{name}: {status} ({why})");
         assert!(why.len() > 10, "{name}: no readable reason ({why:?})");
+        assert!(why.contains(name.as_str()), "{name}: the reason does not name the file ({why:?})");
         assert!(!why.contains("panick"), "{name}: {why}");
     }
     assert_eq!(&hashes(lib), before, "the library changed");

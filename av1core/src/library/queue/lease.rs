@@ -403,8 +403,10 @@ impl Queue {
                 .map_err(Error::db("requeueing"))?;
             let outcome = Outcome::Requeued { detail: "the master stopped while checking the result".into() };
             finish_in(&tx, *id, attempt.unwrap_or(0), &outcome)?;
+            // The master's stop is not the file's fault: the attempt is not used up.
             tx.execute(
-                "UPDATE files SET lease_id = NULL, lease_worker = NULL, lease_expires = NULL WHERE id = ?1",
+                "UPDATE files SET lease_id = NULL, lease_worker = NULL, lease_expires = NULL,
+                     attempts = max(attempts - 1, 0) WHERE id = ?1",
                 [id],
             )
             .map_err(Error::db("requeueing"))?;
@@ -685,7 +687,9 @@ mod tests {
         assert_eq!(q.live_leases().unwrap().len(), 1, "its files are kept by sweeps");
         // The master stopped during the check: back to the queue at the next start.
         assert_eq!(q.requeue_unleased().unwrap(), 1);
-        assert_eq!(q.list(Some(Status::Pending)).unwrap().len(), 1);
+        let pending = q.list(Some(Status::Pending)).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].attempts, 0, "the master's stop does not use up an attempt");
         assert!(q.live_leases().unwrap().is_empty());
     }
 
