@@ -47,9 +47,12 @@ pub(crate) fn run(params: ff::codec::Parameters, rx: Receiver<ff::Packet>, path:
     let fail = |what: String| Error::Verify { path: path.into(), problems: vec![what] };
     let mut ctx = ff::codec::context::Context::from_parameters(params)
         .map_err(Error::ffmpeg("setting up the AV1 check decoder", path))?;
+    // One thread: dav1d decodes far faster than SVT-AV1 encodes, so a single thread keeps
+    // up, and it costs the encoder the least (no thread synchronisation, no extra frame
+    // buffers) on a machine the encoder keeps busy.
     ctx.set_threading(ff::threading::Config {
         kind: ff::threading::Type::Frame,
-        count: 0,
+        count: 1,
         ..Default::default()
     });
     let mut decoder = ctx.decoder().video().map_err(Error::ffmpeg("opening the AV1 check decoder", path))?;
