@@ -490,6 +490,11 @@ fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]
     };
     match queue.finish_leased(id, &b.lease, &outcome) {
         Ok(true) => {
+            // A partial upload (or a result beside the original) under this lease is
+            // nobody's now.
+            if let Ok(Some(path)) = queue.file_path(id) {
+                av1core::library::names::remove_lease_files(&path, &b.lease);
+            }
             // Not the file's fault: a give-back does not use up one of its attempts.
             if action == "release" {
                 if let Err(e) = queue.forgive_attempt(id) {

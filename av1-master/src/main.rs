@@ -282,10 +282,7 @@ fn spawn_lease_keeper(db: PathBuf) {
                                     "the file is back in the queue"
                                 };
                                 tracing::warn!(file = e.file_id, "lease ran out, {what}");
-                                // What the worker wrote under that lease is nobody's now.
-                                let staged = names::staged_for_lease(&names::target_for(&e.path), &e.lease);
-                                let _ = std::fs::remove_file(av1core::transcode::temp_path(&staged));
-                                let _ = std::fs::remove_file(&staged);
+                                names::remove_lease_files(&e.path, &e.lease);
                             }
                         }
                         Err(e) => tracing::error!("expiring leases: {e}"),

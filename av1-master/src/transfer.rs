@@ -129,10 +129,10 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
     http::send(request, reply);
 }
 
-/// 507 when the library's disk is full (the worker keeps its job for another worker or
-/// later), 500 for any other write error.
+/// 507 when the library's disk takes no writes (full, over quota, read-only: the worker
+/// gives the job back for later), 500 for any other write error.
 fn write_error(what: &str, e: &std::io::Error) -> Reply {
-    let full = matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded);
+    let full = av1core::error::unwritable_disk(e);
     Reply::error(if full { 507 } else { 500 }, format!("{what}: {e}"))
 }
 

@@ -263,3 +263,103 @@ fn a_worker_without_room_gives_the_file_back_and_serves_the_others() {
     let work = state.0.join("worker-small/work");
     assert_eq!(std::fs::read_dir(&work).map(|r| r.count()).unwrap_or(0), 0, "scratch files left");
 }
+
+#[test]
+fn a_full_library_refuses_uploads_and_loses_nothing() {
+    if !is_root() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let made = d.path().join("made");
+    std::fs::create_dir_all(&made).unwrap();
+    library(&made, &["S1.mp4", "S2.mp4"], &[]);
+    let originals = hashes(&made);
+    let size = |n: &str| std::fs::metadata(made.join(n)).unwrap().len();
+    let disk = Tmpfs::mount(&d.path().join("lib"), size("S1.mp4") + size("S2.mp4") + (1 << 20));
+    let lib = disk.0.clone();
+    for n in ["S1.mp4", "S2.mp4"] {
+        std::fs::copy(made.join(n), lib.join(n)).unwrap();
+    }
+    let (_master, url) = master(&lib, &d.path().join("master.sqlite"));
+    settle(&url, "the scan", |s| s["pending"] == 2);
+    // The library's disk fills up: the master cannot take any upload (507).
+    let filler = disk.fill();
+    let a = worker(&url, "a", d.path(), &[("FILE_DISTRIBUTION_MODE", "true")]);
+    let start = Instant::now();
+    loop {
+        let (_, files) = call(&url, "GET", "/api/v1/files", None);
+        let given_back = files["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["status"] == "pending" && f["detail"].as_str().unwrap_or_default().contains("no room")
+            })
+            .count();
+        if given_back == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "{files}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s = stats(&url);
+    assert_eq!((s["done"].as_u64(), s["failed"].as_u64()), (Some(0), Some(0)), "{s}");
+    // Nothing but the originals (byte-identical) and the filler: no partial upload.
+    let mut left: Vec<_> = hashes(&lib).into_keys().collect();
+    left.sort();
+    assert_eq!(left, vec![lib.join("S1.mp4"), lib.join("S2.mp4"), filler.clone()]);
+    for n in ["S1.mp4", "S2.mp4"] {
+        assert_eq!(hash(&lib.join(n)), originals[&made.join(n)]);
+    }
+    drop(a);
+    // Room again: another worker finishes both (the first leaves them alone for a while).
+    std::fs::remove_file(&filler).unwrap();
+    let _b = worker(&url, "b", d.path(), &[("FILE_DISTRIBUTION_MODE", "true")]);
+    settle(&url, "both files", |s| s["done"] == 2);
+    for n in ["S1", "S2"] {
+        check_av1(&lib.join(format!("{n}.mkv")), None).unwrap();
+        assert_eq!(hash(&lib.join(format!("{n}.mp4.bak"))), originals[&made.join(format!("{n}.mp4"))]);
+    }
+}
+
+#[test]
+fn a_library_disk_gone_read_only_makes_jobs_wait() {
+    if !is_root() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&d.path().join("lib"), 8 << 20);
+    let lib = disk.0.clone();
+    library(&lib, &["S1.mp4", "S2.mp4"], &[]);
+    let originals = hashes(&lib);
+    let db = d.path().join("queue.sqlite");
+    // The disk turns read-only after the scan (as ext4 does on errors): no job can
+    // write its result; none is failed for it.
+    let mut c = standalone(&lib, &db, &[("TESTING_MODE", "true")]);
+    c.env("AV1_PAUSE_AT", "scan:recording").env("AV1_PAUSE_SECONDS", "2");
+    let p = Proc::spawn(c);
+    p.wait_for("paused at scan:recording");
+    let remount = |how: &str| {
+        let ok = Command::new("mount").args(["-o", &format!("remount,{how}")]).arg(&lib).status().unwrap();
+        assert!(ok.success(), "remount {how}");
+    };
+    remount("ro");
+    let out = p_wait(p);
+    assert!(out.status.success(), "{out:?}");
+    for name in ["S1.mp4", "S2.mp4"] {
+        let (status, detail) = status_of(&db, name);
+        assert_eq!(status, "pending", "{name}: {detail}");
+        assert!(detail.contains("Read-only file system"), "{name}: {detail}");
+    }
+    assert_eq!(hashes(&lib), originals, "the library changed");
+    // Writable again: the next run does them.
+    remount("rw");
+    let out = run(standalone(&lib, &db, &[("TESTING_MODE", "true")]));
+    assert!(out.status.success(), "{out:?}");
+    for name in ["S1", "S2"] {
+        assert_eq!(status_of(&db, &format!("{name}.mkv")).0, "done");
+        check_av1(&lib.join(format!("{name}.mkv")), None).unwrap();
+        assert_eq!(hash(&lib.join(format!("{name}.mp4.bak"))), originals[&lib.join(format!("{name}.mp4"))]);
+    }
+    assert!(ours_left(&lib).is_empty(), "{:?}", ours_left(&lib));
+}

@@ -234,11 +234,12 @@ impl std::fmt::Display for MasterDiskFull {
 
 impl std::error::Error for MasterDiskFull {}
 
-/// Whether an error chain comes from a full disk (ENOSPC anywhere in it).
+/// Whether an error chain comes from a disk that takes no writes (full, over quota,
+/// read-only) anywhere in it.
 fn full_disk(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
-            || c.downcast_ref::<av1core::Error>().is_some_and(av1core::Error::is_no_space)
+        c.downcast_ref::<std::io::Error>().is_some_and(av1core::error::unwritable_disk)
+            || c.downcast_ref::<av1core::Error>().is_some_and(av1core::Error::is_unwritable_disk)
             || c.downcast_ref::<MasterDiskFull>().is_some()
     })
 }
@@ -748,7 +749,7 @@ fn encode(
             )
         }
         Err(av1core::Error::Cancelled) => return Encoded::Stopped,
-        Err(e) if e.is_no_space() => return Encoded::NoRoom(chain(&e)),
+        Err(e) if e.is_unwritable_disk() => return Encoded::NoRoom(chain(&e)),
         Err(e) => return Encoded::Failed(chain(&e)),
     };
     if report.output_size > limit {

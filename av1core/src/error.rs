@@ -86,16 +86,15 @@ impl Error {
         move |source| Error::Ffmpeg { op, path: path.to_path_buf(), source }
     }
 
-    /// A full disk, whichever layer noticed it: not the file's fault, so the job waits
-    /// for room (or for another machine) instead of failing.
-    pub fn is_no_space(&self) -> bool {
+    /// A disk that takes no writes now — full, over quota, or read-only — whichever
+    /// layer noticed it: not the file's fault, so the job waits (for room, for the disk,
+    /// or for another machine) instead of failing.
+    pub fn is_unwritable_disk(&self) -> bool {
         match self {
             Error::NoSpace { .. } => true,
-            Error::Io { source, .. } => {
-                matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-            }
+            Error::Io { source, .. } => unwritable_disk(source),
             Error::Ffmpeg { source: ffmpeg_next::Error::Other { errno }, .. } => {
-                *errno == libc::ENOSPC || *errno == libc::EDQUOT
+                matches!(*errno, libc::ENOSPC | libc::EDQUOT | libc::EROFS)
             }
             _ => false,
         }
@@ -111,6 +110,12 @@ impl Error {
     ) -> impl FnOnce(std::io::Error) -> Error + 'a {
         move |source| Error::Io { op, path: path.to_path_buf(), source }
     }
+}
+
+/// Full, over quota, or read-only (see [`Error::is_unwritable_disk`]).
+pub fn unwritable_disk(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
 }
 
 /// The whole chain of an error on one line (`outer: cause: root cause`): what the

@@ -79,7 +79,7 @@ pub fn accept(
         Err(e @ (Error::SourceChanged { .. } | Error::Database { .. })) => {
             Outcome::Requeued { detail: chain(&e) }
         }
-        Err(e) if e.is_no_space() => Outcome::Requeued { detail: chain(&e) },
+        Err(e) if e.is_unwritable_disk() => Outcome::Requeued { detail: chain(&e) },
         Err(e) => Outcome::Failed { error: chain(&e) },
     };
     // A file that keeps coming back (results that never arrive whole, a source that

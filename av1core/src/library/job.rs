@@ -135,7 +135,7 @@ pub fn run(
         Err(e @ Error::Database { .. }) => return Err(e),
         // Not the file's fault: it waits for another turn (the caller skips it for the
         // rest of the run).
-        Err(e) if e.is_no_space() => Outcome::Requeued { detail: chain(&e) },
+        Err(e) if e.is_unwritable_disk() => Outcome::Requeued { detail: chain(&e) },
         Err(e @ Error::SourceChanged { .. }) if job.path.exists() => Outcome::Requeued { detail: chain(&e) },
         Err(e) => Outcome::Failed { error: chain(&e) },
     };

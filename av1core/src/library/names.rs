@@ -44,6 +44,14 @@ pub fn staged_for_lease(target: &Path, lease: &str) -> PathBuf {
     hidden_sibling(target, &format!(".{tag}{STAGED_SUFFIX}"))
 }
 
+/// Removes what a worker may have written beside `source` under `lease` (its result,
+/// finished or partial): once the lease has ended, these files are nobody's.
+pub fn remove_lease_files(source: &Path, lease: &str) {
+    let staged = staged_for_lease(&target_for(source), lease);
+    let _ = std::fs::remove_file(crate::transcode::temp_path(&staged));
+    let _ = std::fs::remove_file(&staged);
+}
+
 /// The backup of `source` in testing mode: `Movie.mp4.bak`.
 pub fn backup_for(source: &Path) -> PathBuf {
     let mut name = source.file_name().unwrap_or_default().to_os_string();
