@@ -238,6 +238,7 @@ pub fn call(
     let a = agent();
     let auth = format!("Bearer {TOKEN}");
     let full = format!("{url}{path}");
+    let start = Instant::now();
     let r = match (method, body) {
         ("GET", _) => a.get(&full).header("Authorization", &auth).call(),
         ("DELETE", _) => a.delete(&full).header("Authorization", &auth).call(),
@@ -254,7 +255,7 @@ pub fn call(
             let text = r.body_mut().read_to_string().unwrap_or_default();
             (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
         }
-        Err(e) => panic!("{method} {path}: {e}"),
+        Err(e) => panic!("{method} {path}: {e} (after {:?})", start.elapsed()),
     }
 }
 

@@ -1126,8 +1126,10 @@ fn finish_row(
         ),
         _ => tx.execute(
             &format!(
-                "UPDATE files SET status = ?2, reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5,
-                     {LEASE_ENDS}
+                // A cancel asked for meanwhile is not forgotten when the job goes back to
+                // the queue (its lease ran out, its worker gave it back).
+                "UPDATE files SET status = CASE WHEN ?2 = 'pending' AND cancel_requested = 1 THEN 'cancelled' ELSE ?2 END,
+                     reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5, {LEASE_ENDS}
                  WHERE id = ?1 {guard}"
             ),
             params![file_id, to.as_str(), reason, outcome.detail(), t],

@@ -694,6 +694,18 @@ mod tests {
     }
 
     #[test]
+    fn a_cancel_survives_the_job_going_back_to_the_queue() {
+        let (mut q, id) = queue_with_one_file();
+        let w = worker(&mut q, "w1");
+        q.claim_for(w, FileOrder::Oldest, Duration::ZERO, &[]).unwrap().unwrap();
+        assert!(q.request_cancel(id).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(q.expire_leases().unwrap().len(), 1);
+        assert_eq!(q.list(Some(Status::Cancelled)).unwrap().len(), 1, "cancelled, not pending again");
+        assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_none());
+    }
+
+    #[test]
     fn a_fading_worker_gets_nothing_new() {
         let (mut q, _) = queue_with_one_file();
         let w = worker(&mut q, "w1");
