@@ -57,8 +57,9 @@ test: test-deps lint
 # workers SIGKILLed at every phase, restarted, checked; figures in target/tmp/torture.
 SEED ?= 1
 RUNS ?= 20
+FAULTS ?= 8
 torture: test-deps build
-	TORTURE_SEED=$(SEED) TORTURE_RUNS=$(RUNS) $(CARGO) test --release -p av1-master --test torture -- --nocapture
+	TORTURE_SEED=$(SEED) TORTURE_RUNS=$(RUNS) TORTURE_FAULTS=$(FAULTS) $(CARGO) test --release -p av1-master --test torture -- --nocapture
 
 # Our transcode against the ffmpeg command line, same encoder and settings: run it as
 # `make bench SVT=system` for the same library as Debian's ffmpeg (1.4.1).
