@@ -552,7 +552,7 @@ impl Queue {
         let t = now();
         tx.execute(
             "UPDATE files SET status = 'running', attempts = attempts + 1, started_at = ?2, updated_at = ?2,
-                 finished_at = NULL WHERE id = ?1 AND status = 'pending'",
+                 finished_at = NULL, cancel_requested = 0 WHERE id = ?1 AND status = 'pending'",
             params![file_id, t],
         )
         .map_err(Error::db("claiming a file"))?;

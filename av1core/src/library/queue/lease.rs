@@ -192,7 +192,9 @@ impl Queue {
         let expires = now_ms() + ttl.as_millis() as i64;
         self.conn
             .execute(
-                "UPDATE files SET lease_id = ?2, lease_worker = ?3, lease_expires = ?4, cancel_requested = 0
+                // (Not resetting the cancel flag: one asked for since the file became
+                // running, a moment ago, must reach the worker.)
+                "UPDATE files SET lease_id = ?2, lease_worker = ?3, lease_expires = ?4
                  WHERE id = ?1 AND status = 'running'",
                 params![job.file_id, lease, worker, expires],
             )
