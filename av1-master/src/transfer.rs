@@ -57,7 +57,7 @@ fn lease_of(request: &Request) -> Option<String> {
 }
 
 /// `GET /api/v1/jobs/{id}/source`.
-pub fn source(request: Request, queue: &Queue, hashes: &Hashes, id: i64) {
+pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
     let Some(lease) = lease_of(&request) else {
         return http::send(request, Reply::error(400, "X-Lease missing"));
     };
@@ -70,8 +70,14 @@ pub fn source(request: Request, queue: &Queue, hashes: &Hashes, id: i64) {
         Ok(x) => x,
         Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
     };
-    if (size, Stamp::of(&job.path).map(|s| s.mtime_ns).unwrap_or(0)) != (job.size, job.mtime_ns) {
-        return http::send(request, Reply::error(410, "the source changed since it was queued"));
+    if let Ok(now) = Stamp::of(&job.path) {
+        if (now.size, now.mtime_ns) != (job.size, job.mtime_ns) {
+            // The next claim hands out what it is now; this worker gives the job back.
+            if let Err(e) = queue.restamp(id, now.size, now.mtime_ns) {
+                tracing::warn!(file = id, "{e}");
+            }
+            return http::send(request, Reply::error(410, "the source changed since it was handed out"));
+        }
     }
     let start = request
         .headers()

@@ -233,3 +233,46 @@ fn wait_out(mut p: Proc) -> String {
     assert!(status.code().is_some(), "killed by a signal: {status}");
     rest
 }
+
+/// Through the master: a source rewritten while a worker has its job is not replaced by
+/// that result (shared storage: the master's check sees the change; file distribution:
+/// the download is refused and the job given back); the new content is encoded next.
+fn rewritten_while_a_worker_has_it(point: &str, distribution: bool, attempts: u64) {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip_sized(&lib, "A.mp4", 2, 160, 120);
+    clip_sized(d.path(), "new.mp4", 1, 128, 96);
+    let (_m, url) = master(&lib, &d.path().join("master.sqlite"));
+    settle(&url, "the scan", |s| s["pending"] == 1);
+    let mode = if distribution { "true" } else { "false" };
+    // Held 1 s (within the 2 s lease: no heartbeat runs yet at `worker:claimed`).
+    let env = [("AV1_PAUSE_AT", point), ("AV1_PAUSE_SECONDS", "1"), ("FILE_DISTRIBUTION_MODE", mode)];
+    let w = worker(&url, "w", d.path(), &env);
+    w.wait_for(&format!("paused at {point}"));
+    std::fs::copy(d.path().join("new.mp4"), lib.join("A.mp4")).unwrap();
+    let rewritten = hash(&lib.join("A.mp4"));
+    let s = settle(&url, "the new content to be done", |s| s["done"] == 1 || s["failed"] == 1);
+    assert_eq!(s["done"], 1, "{s}");
+    // The result is the new content's (1 s), the backup is the new content.
+    check_av1(&lib.join("A.mkv"), Some(1.0)).unwrap();
+    assert_eq!(hash(&lib.join("A.mp4.bak")), rewritten);
+    let (_, files) = call(&url, "GET", "/api/v1/files", None);
+    assert_eq!(files["files"][0]["attempts"], attempts, "{files}");
+    let c = rusqlite::Connection::open(d.path().join("master.sqlite")).unwrap();
+    let first: String = c
+        .query_row("SELECT coalesce(detail, '') FROM attempts ORDER BY id LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(first.contains("changed"), "{first}");
+}
+
+#[test]
+fn a_source_rewritten_during_a_workers_encode_is_not_replaced_by_it() {
+    rewritten_while_a_worker_has_it("worker:encoding", false, 2);
+}
+
+#[test]
+fn a_source_rewritten_before_its_download_is_given_back_and_done_anew() {
+    // The give-back does not count: one attempt.
+    rewritten_while_a_worker_has_it("worker:claimed", true, 1);
+}

@@ -200,12 +200,17 @@ pub fn run(
                 Err(e) => tracing::warn!("could not fetch the master's settings ({e:#}); using ours"),
             }
         }
-        if let Worked::NoRoom = work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every) {
-            // Left to others (or to later); the list is bounded so claims stay small.
-            if no_room.len() < 1000 {
-                no_room.insert(claimed.job.file_id, Instant::now());
+        match work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every) {
+            Worked::Ended => {}
+            Worked::NoRoom => {
+                // Left to others (or to later); the list is bounded so claims stay small.
+                if no_room.len() < 1000 {
+                    no_room.insert(claimed.job.file_id, Instant::now());
+                }
+                sleep_unless(&drain, Duration::from_secs_f64((args.poll * 2.0).clamp(1.0, 30.0)));
             }
-            sleep_unless(&drain, Duration::from_secs_f64((args.poll * 2.0).clamp(1.0, 30.0)));
+            // (A file still being written would otherwise go round at full speed.)
+            Worked::GaveBack => sleep_unless(&drain, Duration::from_secs_f64(args.poll.clamp(0.1, 30.0))),
         }
     }
     tracing::info!("drained: no job left running here; stopping");
@@ -220,7 +225,21 @@ enum Worked {
     Ended,
     /// Given back: this worker's disk (or the library's) had no room for it.
     NoRoom,
+    /// Given back for another attempt (its source changed meanwhile).
+    GaveBack,
 }
+
+/// The master's answer 410: the source changed (or went) since the job was handed out.
+#[derive(Debug)]
+struct SourceChanged(String);
+
+impl std::fmt::Display for SourceChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the master answered 410: {}", self.0)
+    }
+}
+
+impl std::error::Error for SourceChanged {}
 
 /// The master's answer 507: its library's disk is full.
 #[derive(Debug)]
@@ -405,6 +424,8 @@ fn work(
         download(master, id, lease, &input, &stale).map_err(|e| {
             if full_disk(&e) {
                 Encoded::NoRoom(format!("downloading the source: {e:#}"))
+            } else if e.downcast_ref::<SourceChanged>().is_some() {
+                Encoded::GiveBack(format!("downloading the source: {e:#}"))
             } else {
                 Encoded::Failed(format!("downloading the source: {e}"))
             }
@@ -442,7 +463,11 @@ fn work(
         return Worked::Ended;
     }
     // Heartbeats go on while the outcome is delivered (the master may be away for a while).
-    let worked = if let Encoded::NoRoom(_) = outcome { Worked::NoRoom } else { Worked::Ended };
+    let worked = match outcome {
+        Encoded::NoRoom(_) => Worked::NoRoom,
+        Encoded::GiveBack(_) => Worked::GaveBack,
+        _ => Worked::Ended,
+    };
     match outcome {
         Encoded::Result(body) => {
             // Not taken (lease gone, refused): the result beside the original is ours to remove.
@@ -457,6 +482,10 @@ fn work(
             // Named as the library knows the file, not as this worker's download.
             let error = error.replace(&input.display().to_string(), &c.job.path.display().to_string());
             end("fail", json!({ "error": error }));
+        }
+        Encoded::GiveBack(why) => {
+            tracing::warn!(file = id, "{why}; given back");
+            end("release", json!({ "detail": why }));
         }
         Encoded::NoRoom(why) => {
             let why = format!("no room on {}: {why}", hostname());
@@ -563,6 +592,8 @@ enum Encoded {
     Failed(String),
     /// A full disk (this worker's, or the library's on shared storage).
     NoRoom(String),
+    /// Not this attempt's to do (the source changed since it was handed out).
+    GiveBack(String),
     Stopped,
 }
 
@@ -592,7 +623,11 @@ fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool
         let attempt = (|| -> anyhow::Result<Option<(u64, String)>> {
             let mut resp = req.call()?;
             let status = resp.status().as_u16();
-            if status == 409 || status == 410 || status == 416 || final_refusal(status) {
+            if status == 410 {
+                let why = resp.body_mut().read_to_string().unwrap_or_default();
+                return Err(SourceChanged(why).into());
+            }
+            if status == 409 || status == 416 || final_refusal(status) {
                 bail!(
                     "the master answered {status}: {}",
                     resp.body_mut().read_to_string().unwrap_or_default()
@@ -628,7 +663,13 @@ fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool
                 }
             }
             Ok(None) => {}
-            Err(e) if e.to_string().starts_with("the master answered") || full_disk(&e) => return Err(e),
+            Err(e)
+                if e.to_string().starts_with("the master answered")
+                    || full_disk(&e)
+                    || e.downcast_ref::<SourceChanged>().is_some() =>
+            {
+                return Err(e)
+            }
             Err(e) => tracing::warn!(file = id, "download cut ({e:#}); resuming"),
         }
         std::thread::sleep(Duration::from_secs(wait));

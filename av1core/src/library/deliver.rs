@@ -112,6 +112,8 @@ fn check_and_place(
     let stamp = Stamp::of(source)
         .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("cannot read it: {e}") })?;
     if (stamp.size, stamp.mtime_ns) != (size, mtime_ns) {
+        // Its next attempt is for the content it has now.
+        queue.restamp(file_id, stamp.size, stamp.mtime_ns)?;
         return Err(Error::SourceChanged {
             path: source.into(),
             what: "it changed since it was handed out".into(),

@@ -114,6 +114,18 @@ fn new_lease(file_id: i64, attempt_id: i64) -> String {
 
 impl Queue {
     /// The path of a queued file.
+    /// Records the size and modification time a source has now (it changed during a
+    /// job): the next claim hands out the new content, which is what a worker will see.
+    pub fn restamp(&mut self, file_id: i64, size: u64, mtime_ns: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET size = ?2, mtime_ns = ?3 WHERE id = ?1",
+                rusqlite::params![file_id, size as i64, mtime_ns],
+            )
+            .map_err(Error::db("recording a changed source"))?;
+        Ok(())
+    }
+
     pub fn file_path(&self, file_id: i64) -> Result<Option<std::path::PathBuf>> {
         self.conn
             .query_row("SELECT path FROM files WHERE id = ?1", [file_id], |r| r.get::<_, String>(0))
