@@ -66,19 +66,26 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
         Ok(None) => return http::send(request, Reply::error(409, "not the current lease of this job")),
         Err(e) => return http::send(request, Reply::error(500, e.to_string())),
     };
+    // Checked before hashing (a first download reads the whole file for its hash), and
+    // the hash must be of the version handed out.
+    let now = match Stamp::of(&job.path) {
+        Ok(now) => now,
+        Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
+    };
+    if (now.size, now.mtime_ns) != (job.size, job.mtime_ns) {
+        // The next claim hands out what it is now; this worker gives the job back.
+        if let Err(e) = queue.restamp(id, now.size, now.mtime_ns) {
+            tracing::warn!(file = id, "{e}");
+        }
+        return http::send(request, Reply::error(410, "the source changed since it was handed out"));
+    }
     let (size, hash) = match hashes.get(&job.path) {
+        Ok((size, _)) if size != job.size => {
+            return http::send(request, Reply::error(410, "the source changed while it was being hashed"))
+        }
         Ok(x) => x,
         Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
     };
-    if let Ok(now) = Stamp::of(&job.path) {
-        if (now.size, now.mtime_ns) != (job.size, job.mtime_ns) {
-            // The next claim hands out what it is now; this worker gives the job back.
-            if let Err(e) = queue.restamp(id, now.size, now.mtime_ns) {
-                tracing::warn!(file = id, "{e}");
-            }
-            return http::send(request, Reply::error(410, "the source changed since it was handed out"));
-        }
-    }
     let start = request
         .headers()
         .iter()

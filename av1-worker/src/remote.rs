@@ -408,8 +408,8 @@ fn work(
     }
     // Room for the result (and the download) before starting: a full disk is found
     // here, not half-way through a download.
-    let limit = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() }
-        .size_limit(c.job.size);
+    let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
+    let limit = rules.size_limit(c.job.size);
     let (room_dir, needed) = if shared {
         (av1core::os::parent(&local).to_path_buf(), av1core::library::job::space_needed(limit))
     } else {
@@ -437,7 +437,7 @@ fn work(
                 av1core::library::pause_point("worker:downloaded");
             }
             set_phase(&phase, "encoding");
-            encode(&input, &staged, c, settings, args, &progress, &stop)
+            encode(&input, &staged, c, settings, &rules, &progress, &stop)
         }
         Err(not_started) => not_started,
     };
@@ -749,7 +749,7 @@ fn encode(
     staged: &Path,
     c: &Claimed,
     settings: &av1core::Settings,
-    args: &RemoteArgs,
+    rules: &JobSettings,
     progress: &Mutex<Option<Progress>>,
     stop: &AtomicBool,
 ) -> Encoded {
@@ -767,7 +767,6 @@ fn encode(
         }
         Err(e) => return Encoded::Failed(chain(&e)),
     };
-    let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
     let limit = rules.size_limit(c.job.size);
     let hopeless = AtomicBool::new(false);
     let report = av1core::transcode(local, staged, &plan, stop, |p| {
@@ -786,7 +785,7 @@ fn encode(
         Ok(r) => r,
         Err(av1core::Error::Cancelled) if hopeless.load(Ordering::SeqCst) => {
             return Encoded::Skip(
-                json!({ "reason": "not_worth_it", "detail": format!("stopped early: the result would not be {}% smaller", args.min_savings) }),
+                json!({ "reason": "not_worth_it", "detail": format!("stopped early: the result would not be {}% smaller", rules.min_savings_percent) }),
             )
         }
         Err(av1core::Error::Cancelled) => return Encoded::Stopped,
@@ -796,7 +795,7 @@ fn encode(
     if report.output_size > limit {
         let _ = std::fs::remove_file(staged);
         return Encoded::Skip(
-            json!({ "reason": "not_worth_it", "detail": format!("the result ({} bytes) is not {}% smaller than the original ({} bytes)", report.output_size, args.min_savings, c.job.size) }),
+            json!({ "reason": "not_worth_it", "detail": format!("the result ({} bytes) is not {}% smaller than the original ({} bytes)", report.output_size, rules.min_savings_percent, c.job.size) }),
         );
     }
     let mut hasher = blake3::Hasher::new();

@@ -112,8 +112,11 @@ fn new_lease(file_id: i64, attempt_id: i64) -> String {
     h.finalize().to_hex()[..32].to_owned()
 }
 
+/// Gives back an attempt a job used up through no fault of the file (its worker gave
+/// it back, the master stopped while checking it).
+const FORGIVE_ATTEMPT: &str = "attempts = max(attempts - 1, 0)";
+
 impl Queue {
-    /// The path of a queued file.
     /// Records the size and modification time a source has now (it changed during a
     /// job): the next claim hands out the new content, which is what a worker will see.
     pub fn restamp(&mut self, file_id: i64, size: u64, mtime_ns: i64) -> Result<()> {
@@ -126,6 +129,7 @@ impl Queue {
         Ok(())
     }
 
+    /// The path of a queued file.
     pub fn file_path(&self, file_id: i64) -> Result<Option<std::path::PathBuf>> {
         self.conn
             .query_row("SELECT path FROM files WHERE id = ?1", [file_id], |r| r.get::<_, String>(0))
@@ -384,7 +388,7 @@ impl Queue {
     pub fn forgive_attempt(&mut self, file_id: i64) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE files SET attempts = max(attempts - 1, 0) WHERE id = ?1 AND status = 'pending'",
+                &format!("UPDATE files SET {FORGIVE_ATTEMPT} WHERE id = ?1 AND status = 'pending'"),
                 [file_id],
             )
             .map_err(Error::db("forgiving an attempt"))?;
@@ -419,8 +423,7 @@ impl Queue {
             finish_in(&tx, *id, attempt.unwrap_or(0), &outcome)?;
             // The master's stop is not the file's fault: the attempt is not used up.
             tx.execute(
-                "UPDATE files SET lease_id = NULL, lease_worker = NULL, lease_expires = NULL,
-                     attempts = max(attempts - 1, 0) WHERE id = ?1",
+                &format!("UPDATE files SET lease_worker = NULL, {FORGIVE_ATTEMPT} WHERE id = ?1"),
                 [id],
             )
             .map_err(Error::db("requeueing"))?;
