@@ -92,21 +92,25 @@ fn mkv_three_audio_tracks_subtitles_chapters_and_fonts() {
     write(dir, "subs.srt", SRT);
     write(dir, "subs.ass", ASS);
     write(dir, "chapters.txt", CHAPTERS);
+    // Bitmap subtitles: PGS written by hand, VobSub made from it by FFmpeg's dvdsub encoder.
+    write_pgs(dir, "subs.sup", 320, 240);
+    ffmpeg(dir, &["-fix_sub_duration", "-i", "subs.sup", "-c:s", "dvdsub", "vobsub.mkv"]);
     ffmpeg(
         dir,
         &[
             "-f", "lavfi", "-i", "testsrc2=s=320x240:r=24:d=2", "-f", "lavfi", "-i", "sine=f=440:d=2",
             "-f", "lavfi", "-i", "sine=f=660:d=2", "-f", "lavfi", "-i", "sine=f=880:d=2",
-            "-i", "subs.srt", "-i", "subs.ass", "-i", "chapters.txt",
+            "-i", "subs.srt", "-i", "subs.ass", "-i", "chapters.txt", "-i", "subs.sup", "-i", "vobsub.mkv",
             "-filter_complex",
             "[1]aformat=channel_layouts=5.1[a1];[2]aformat=channel_layouts=stereo[a2];[3]aformat=channel_layouts=5.1(side)[a3]",
             "-map", "0:v", "-map", "[a1]", "-map", "[a2]", "-map", "[a3]", "-map", "4", "-map", "5",
-            "-map_metadata", "6", "-map_chapters", "6",
+            "-map", "7", "-map", "8", "-map_metadata", "6", "-map_chapters", "6",
             "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a:0", "aac", "-c:a:1", "ac3", "-c:a:2", "eac3",
-            "-c:s:0", "srt", "-c:s:1", "ass",
+            "-c:s:0", "srt", "-c:s:1", "ass", "-c:s:2", "copy", "-c:s:3", "copy",
             "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=Surround",
             "-metadata:s:a:1", "language=fra", "-metadata:s:a:2", "language=deu",
             "-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=jpn",
+            "-metadata:s:s:2", "language=ita", "-metadata:s:s:3", "language=spa", "-metadata:s:s:3", "title=VobSub",
             "-disposition:a:0", "default", "-disposition:a:1", "0", "-disposition:s:1", "forced",
             "-attach", FONT, "-metadata:s:t", "mimetype=font/ttf", "-shortest", "in.mkv",
         ],
@@ -134,10 +138,23 @@ fn mkv_three_audio_tracks_subtitles_chapters_and_fonts() {
     assert_eq!(a[0]["disposition"]["default"], 1);
     assert_eq!(a[1]["disposition"]["default"], 0);
     let s = streams(&p, "subtitle");
-    assert_eq!(s.len(), 2);
-    assert_eq!((s[0]["codec_name"].as_str(), s[1]["codec_name"].as_str()), (Some("subrip"), Some("ass")));
+    let codecs: Vec<_> = s.iter().map(|s| s["codec_name"].as_str().unwrap_or("")).collect();
+    assert_eq!(codecs, ["subrip", "ass", "hdmv_pgs_subtitle", "dvd_subtitle"]);
     assert_eq!(s[1]["disposition"]["forced"], 1);
     assert_eq!(s[1]["tags"]["language"], "jpn");
+    assert_eq!(
+        (s[2]["tags"]["language"].as_str(), s[3]["tags"]["language"].as_str()),
+        (Some("ita"), Some("spa"))
+    );
+    assert_eq!(s[3]["tags"]["title"], "VobSub");
+    // The bitmap tracks are the source's byte for byte: every packet (time, duration,
+    // MD5) and the codec private data (the VobSub palette and frame size).
+    for sel in ["s:2", "s:3"] {
+        let (src, out) = (packet_listing(&input, sel), packet_listing(&output, sel));
+        assert!(src.matches("packet|").count() >= 2, "{sel}: {src}");
+        assert_eq!(out, src, "{sel}");
+    }
+    assert!(packet_listing(&input, "s:3").contains("extradata_hash=MD5:"), "the VobSub track has a palette");
     let t = streams(&p, "attachment");
     assert_eq!(t.len(), 1);
     assert_eq!(t[0]["tags"]["filename"], "DejaVuSans.ttf");

@@ -61,6 +61,93 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Writes a small PGS (Blu-ray `.sup`) subtitle file: two captions (a white bar of
+/// 160 × 10 pixels in a 200 × 20 object on a `width` × `height` screen), shown at 0.25 s
+/// and 1.5 s and cleared at 1.0 s and 1.9 s. FFmpeg cannot encode PGS, and a bitmap
+/// subtitle is needed to make VobSub too (`ffmpeg -fix_sub_duration -i x.sup -c:s dvdsub`).
+pub fn write_pgs(dir: &Path, name: &str, width: u16, height: u16) -> PathBuf {
+    // A segment: "PG", PTS and DTS (90 kHz), type, size, payload.
+    fn segment(out: &mut Vec<u8>, pts: u32, kind: u8, payload: &[u8]) {
+        out.extend_from_slice(b"PG");
+        out.extend_from_slice(&pts.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+    let (ow, oh, x, y) = (200u16, 20u16, 40u16, height - 60);
+    // Run-length coded lines: 0x00 0x40|hi lo = a run of transparent colour 0,
+    // 0x00 0xC0|hi lo colour = a run of `colour`, 0x00 0x00 = end of line.
+    let mut rle = Vec::new();
+    for line in 0..oh {
+        if (5..15).contains(&line) {
+            rle.extend_from_slice(&[0x00, 0x40, 20, 0x00, 0xC0, 160, 1, 0x00, 0x40, 20]);
+        } else {
+            rle.extend_from_slice(&[0x00, 0x40, ow as u8]);
+        }
+        rle.extend_from_slice(&[0x00, 0x00]);
+    }
+    let mut out = Vec::new();
+    for (number, (pts, shown)) in
+        [(22_500u32, true), (90_000, false), (135_000, true), (171_000, false)].into_iter().enumerate()
+    {
+        let number = number as u16;
+        // Presentation composition: screen size, frame rate code, number, state
+        // (0x80 = epoch start, 0 = normal), palette flags, objects (id, window, position).
+        let mut pcs = Vec::new();
+        pcs.extend_from_slice(&width.to_be_bytes());
+        pcs.extend_from_slice(&height.to_be_bytes());
+        pcs.push(0x10);
+        pcs.extend_from_slice(&number.to_be_bytes());
+        pcs.extend_from_slice(&[if shown { 0x80 } else { 0 }, 0, 0, u8::from(shown)]);
+        if shown {
+            pcs.extend_from_slice(&[0, 0, 0, 0]);
+            pcs.extend_from_slice(&x.to_be_bytes());
+            pcs.extend_from_slice(&y.to_be_bytes());
+        }
+        segment(&mut out, pts, 0x16, &pcs);
+        // Window definition: one window where the object goes.
+        let mut wds = vec![1, 0];
+        for v in [x, y, ow, oh] {
+            wds.extend_from_slice(&v.to_be_bytes());
+        }
+        segment(&mut out, pts, 0x17, &wds);
+        if shown {
+            // Palette: entry 0 transparent black, entry 1 opaque white (Y, Cr, Cb, alpha).
+            segment(&mut out, pts, 0x14, &[0, 0, 0, 16, 128, 128, 0, 1, 235, 128, 128, 255]);
+            // Object: id, version, first-and-last flag, data length (3 bytes), size, lines.
+            let mut ods = vec![0, 0, 0, 0xC0];
+            ods.extend_from_slice(&(rle.len() as u32 + 4).to_be_bytes()[1..]);
+            ods.extend_from_slice(&ow.to_be_bytes());
+            ods.extend_from_slice(&oh.to_be_bytes());
+            ods.extend_from_slice(&rle);
+            segment(&mut out, pts, 0x15, &ods);
+        }
+        segment(&mut out, pts, 0x80, &[]);
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+/// Per-packet timing, size and MD5 of the stream `selector` (ffprobe's `-select_streams`),
+/// and the MD5 of its codec private data: equal listings mean the stream was copied
+/// byte for byte.
+pub fn packet_listing(path: &Path, selector: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", selector, "-show_data_hash", "MD5"])
+        .args([
+            "-show_entries",
+            "packet=pts_time,duration_time,size,data_hash:stream=codec_name,extradata_hash",
+        ])
+        .args(["-of", "compact"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub const SRT: &str =
     "1\n00:00:00,200 --> 00:00:00,900\nHello there\n\n2\n00:00:01,000 --> 00:00:01,800\nSecond line\n";
 
