@@ -700,6 +700,16 @@ impl Drop for Resampler {
     }
 }
 
+/// Whether the container format allows timestamp discontinuities (`AVFMT_TS_DISCONT`:
+/// MPEG transport and program streams).
+pub fn allows_timestamp_jumps(ictx: &ffmpeg_next::format::context::Input) -> bool {
+    // SAFETY: the context and its input format are valid for the borrow; a plain field is read.
+    unsafe {
+        let format = (*ictx.as_ptr()).iformat;
+        !format.is_null() && (*format).flags & ffi::AVFMT_TS_DISCONT != 0
+    }
+}
+
 /// The container's start time in `AV_TIME_BASE` units (`AV_NOPTS_VALUE` when unknown).
 pub fn start_time(ictx: &ffmpeg_next::format::context::Input) -> i64 {
     // SAFETY: the context pointer is valid for the borrow; a plain field is read.

@@ -3,6 +3,7 @@
 //! x265 and HDR10+ put their metadata only there).
 
 pub mod hdr;
+pub(crate) mod timeline;
 
 use std::path::{Path, PathBuf};
 
@@ -175,13 +176,19 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
     }
     let main_video = pick_main_video(&streams);
 
-    let duration = {
+    let declared = {
         let d = ictx.duration();
         if d > 0 {
             d as f64 / f64::from(ff::ffi::AV_TIME_BASE)
         } else {
             ictx.streams().map(|s| s.duration() as f64 * f64::from(s.time_base())).fold(0.0, f64::max)
         }
+    };
+    // MPEG-TS/PS: a clock that jumps mid-file makes the declared duration meaningless.
+    let duration = if libav::allows_timestamp_jumps(&ictx) {
+        timeline::checked_duration(path, declared, meta.len())?
+    } else {
+        declared
     };
     for s in &mut streams {
         if let StreamDetail::Video(v) = &mut s.detail {

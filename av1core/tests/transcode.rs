@@ -411,3 +411,97 @@ fn verification_refuses_a_damaged_or_foreign_result() {
     let text = err.to_string();
     assert!(text.contains("duration") && text.contains("audio"), "{text}");
 }
+
+/// A TV recording cut and joined: three MPEG-TS pieces whose clocks start at 1000 s,
+/// 10 s (the clock goes back) and 5000 s (it leaps ahead), each 2 s of one colour and one
+/// tone. libavformat declares ~26 hours; the probe must find 6 s, and the output must be
+/// 6 s of continuous media with each colour where its tone is.
+#[test]
+fn mpeg_ts_whose_clock_jumps_stays_continuous_and_in_sync() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let pieces = [("red", 440, "1000"), ("lime", 880, "10"), ("blue", 1760, "5000")];
+    let mut joined = Vec::new();
+    for (i, (colour, tone, clock)) in pieces.iter().enumerate() {
+        let name = format!("{i}.ts");
+        let video = format!("color=c={colour}:s=160x120:r=25:d=2");
+        let audio = format!("sine=f={tone}:d=2:sample_rate=48000");
+        ffmpeg(
+            dir,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &video,
+                "-f",
+                "lavfi",
+                "-i",
+                &audio,
+                "-c:v",
+                "mpeg2video",
+                "-q:v",
+                "2",
+                "-c:a",
+                "mp2",
+                "-output_ts_offset",
+                clock,
+                &name,
+            ],
+        );
+        joined.extend(std::fs::read(dir.join(&name)).unwrap());
+    }
+    let input = dir.join("joined.ts");
+    std::fs::write(&input, joined).unwrap();
+    let declared = f64_of(&ffprobe(&input)["format"]["duration"]);
+    assert!(declared > 1000.0, "libavformat spans the jumps: {declared} s");
+
+    let info = av1core::probe(&input).unwrap();
+    assert!((info.duration - 6.0).abs() < 0.2, "probe: {} s", info.duration);
+    let output = dir.join("out.mkv");
+    let report = transcode(&input, &output, &fast());
+    assert_eq!(report.frames, 150);
+    let p = ffprobe(&output);
+    assert!((f64_of(&p["format"]["duration"]) - 6.0).abs() < 0.2, "{}", p["format"]["duration"]);
+
+    // Colour of each frame (centre pixel) and tone of each 20 ms of sound.
+    let rgb = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&output)
+        .args(["-map", "0:v", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap()
+        .stdout;
+    let frame_bytes = 160 * 120 * 3;
+    assert_eq!(rgb.len(), 150 * frame_bytes);
+    let colour_at = |frame: usize| {
+        let px = &rgb[frame * frame_bytes + (60 * 160 + 80) * 3..][..3];
+        ["red", "lime", "blue"][(0..3).max_by_key(|&c| px[c]).unwrap()]
+    };
+    let pcm = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&output)
+        .args(["-map", "0:a", "-ac", "1", "-ar", "48000", "-f", "s16le", "-"])
+        .output()
+        .unwrap()
+        .stdout;
+    let samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let tone_at = |seconds: f64| {
+        let start = (seconds * 48000.0) as usize;
+        let window = &samples[start..start + 960];
+        let crossings = window.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        // 20 ms holds 2 × 0.02 × f crossings: 17.6 at 440 Hz, 35 at 880, 70 at 1760.
+        match crossings {
+            10..=25 => "red",
+            28..=45 => "lime",
+            55..=90 => "blue",
+            _ => "none",
+        }
+    };
+    // Away from the joins (±0.1 s), picture and sound belong to the same piece.
+    for (seconds, piece) in
+        [(0.5, "red"), (1.85, "red"), (2.15, "lime"), (3.85, "lime"), (4.15, "blue"), (5.5, "blue")]
+    {
+        assert_eq!(colour_at((seconds * 25.0) as usize), piece, "picture at {seconds} s");
+        assert_eq!(tone_at(seconds), piece, "sound at {seconds} s");
+    }
+}

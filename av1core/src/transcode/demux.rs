@@ -12,6 +12,7 @@ use ffmpeg_next as ff;
 use super::{Msg, Outgoing};
 use crate::error::{Error, Result};
 use crate::libav;
+use crate::probe::timeline::Continuity;
 
 /// Where the packets of an input stream go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +92,7 @@ pub(crate) fn run(
     let start = libav::start_time(&ictx);
     let start = if start == ff::ffi::AV_NOPTS_VALUE { 0 } else { start };
     let time_bases: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
+    let mut continuity = Continuity::new(&ictx);
     let stopped = || super::stopped("demux");
     let mut packet = ff::Packet::empty();
     let mut bad_reads = 0u32;
@@ -114,6 +116,7 @@ pub(crate) fn run(
         let index = packet.stream();
         let Some(route) = routes.get(&index) else { continue };
         let tb = time_bases[index];
+        continuity.fix(&mut packet, index, tb, matches!(route, Route::Video | Route::Audio(_)));
         let shift = ff::rescale::Rescale::rescale(&start, ff::rescale::TIME_BASE, tb);
         if let Some(p) = packet.pts() {
             packet.set_pts(Some(p - shift));
@@ -153,10 +156,15 @@ pub(crate) fn run(
     // say so now, rather than let verification find a short output.
     let tolerance = (declared_duration * 0.01).max(0.5);
     if declared_duration > 0.0 && last_end + tolerance < declared_duration {
+        let jumps = match continuity.jumps {
+            0 => String::new(),
+            1 => " (its clock jumps once)".to_string(),
+            n => format!(" (its clock jumps {n} times)"),
+        };
         return Err(Error::Corrupt {
             path: input.into(),
             what: format!(
-                "the media ends at {last_end:.2} s but the file declares {declared_duration:.2} s: it is truncated"
+                "the media ends at {last_end:.2} s but the file declares {declared_duration:.2} s{jumps}: it is truncated"
             ),
         });
     }

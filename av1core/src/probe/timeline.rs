@@ -1,0 +1,156 @@
+//! Timestamp jumps. MPEG transport and program streams (TV recordings, files cut and
+//! joined) may restart or jump their clock in the middle of a file; libavformat marks
+//! such formats (`AVFMT_TS_DISCONT`) and then reports a duration that spans the jump
+//! (a clock going back looks like 26 hours of wrap-around). As the `ffmpeg` program
+//! does, a video or audio packet whose DTS lands more than 10 s away from where its
+//! stream was heading, or goes back, is taken for a splice: every later timestamp of the
+//! file is moved by the jump, so the media stays continuous and in sync.
+//!
+//! The probe measures the duration this way when the declared one does not fit the
+//! file; the demuxer applies the same correction to the packets it sends on.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ff::rescale::{Rescale, TIME_BASE};
+use ffmpeg_next as ff;
+
+use crate::error::{Error, Result};
+use crate::libav;
+
+/// A DTS this far (µs) from its stream's expected next one is a jump.
+const JUMP_US: i64 = 10_000_000;
+/// A DTS this far (µs) behind its stream's last one is a jump back.
+const BACK_US: i64 = 100_000;
+
+/// Keeps the timestamps of one file continuous across jumps.
+pub(crate) struct Continuity {
+    enabled: bool,
+    /// Added to every timestamp read, in µs.
+    offset: i64,
+    /// Per watched stream: the DTS expected next and the last DTS seen, in µs.
+    next: HashMap<usize, (i64, i64)>,
+    /// Jumps corrected so far.
+    pub jumps: u32,
+}
+
+impl Continuity {
+    pub fn new(ictx: &ff::format::context::Input) -> Continuity {
+        Continuity { enabled: libav::allows_timestamp_jumps(ictx), offset: 0, next: HashMap::new(), jumps: 0 }
+    }
+
+    /// Moves `packet` (of stream `index`, time base `tb`) by the correction so far, and
+    /// detects a new jump when `watched` (video and audio streams: subtitles are sparse).
+    pub fn fix(&mut self, packet: &mut ff::Packet, index: usize, tb: ff::Rational, watched: bool) {
+        if !self.enabled {
+            return;
+        }
+        if self.offset != 0 {
+            shift(packet, self.offset.rescale(TIME_BASE, tb));
+        }
+        let Some(ts) = packet.dts().or(packet.pts()) else { return };
+        if !watched {
+            return;
+        }
+        let mut t = ts.rescale(tb, TIME_BASE);
+        if let Some(&(next, last)) = self.next.get(&index) {
+            let delta = t - next;
+            if !(-JUMP_US..=JUMP_US).contains(&delta) || t + BACK_US < last {
+                self.offset -= delta;
+                self.jumps += 1;
+                shift(packet, -delta.rescale(TIME_BASE, tb));
+                t -= delta;
+            }
+        }
+        let duration = packet.duration().max(0).rescale(tb, TIME_BASE);
+        self.next.insert(index, (t + duration, t));
+    }
+}
+
+fn shift(packet: &mut ff::Packet, by: i64) {
+    if let Some(p) = packet.pts() {
+        packet.set_pts(Some(p + by));
+    }
+    if let Some(d) = packet.dts() {
+        packet.set_dts(Some(d + by));
+    }
+}
+
+/// The video and audio of a file as read packet by packet (no decoding).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Span {
+    /// Seconds from the first packet's start to the last one's end, jumps removed.
+    pub seconds: f64,
+    pub bytes: u64,
+    pub jumps: u32,
+    /// Whether the whole file was read.
+    pub complete: bool,
+}
+
+/// Reads the packets of `path` (at most `limit` bytes of them) and measures how long its
+/// video and audio last once timestamp jumps are removed.
+pub(crate) fn measure(path: &Path, limit: u64) -> Result<Span> {
+    let mut ictx = ff::format::input(&path).map_err(Error::ffmpeg("opening the container", path))?;
+    let watched: Vec<(bool, ff::Rational)> = ictx
+        .streams()
+        .map(|s| {
+            let kind = s.parameters().medium();
+            (matches!(kind, ff::media::Type::Video | ff::media::Type::Audio), s.time_base())
+        })
+        .collect();
+    let mut continuity = Continuity::new(&ictx);
+    let (mut first, mut end) = (i64::MAX, i64::MIN);
+    let mut bytes = 0u64;
+    let mut packet = ff::Packet::empty();
+    let complete = loop {
+        if bytes >= limit {
+            break false;
+        }
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break true,
+            Err(ff::Error::InvalidData) => continue,
+            Err(e) => return Err(Error::Ffmpeg { op: "reading a packet", path: path.into(), source: e }),
+        }
+        let index = packet.stream();
+        let Some(&(is_media, tb)) = watched.get(index) else { continue };
+        if !is_media {
+            continue;
+        }
+        bytes += packet.size() as u64;
+        continuity.fix(&mut packet, index, tb, true);
+        if let Some(t) = packet.pts().or(packet.dts()) {
+            let start = t.rescale(tb, TIME_BASE);
+            first = first.min(start);
+            end = end.max(start + packet.duration().max(0).rescale(tb, TIME_BASE));
+        }
+    };
+    let seconds = if end > first { (end - first) as f64 / f64::from(ff::ffi::AV_TIME_BASE) } else { 0.0 };
+    Ok(Span { seconds, bytes, jumps: continuity.jumps, complete })
+}
+
+/// How much of a file is read to judge whether its declared duration can be trusted.
+const SAMPLE_BYTES: u64 = 32 << 20;
+
+/// The duration of a file whose format allows timestamp jumps: the declared one when
+/// the start of the file agrees with it, else the one measured over the whole file.
+pub(crate) fn checked_duration(path: &Path, declared: f64, file_size: u64) -> Result<f64> {
+    let sample = measure(path, SAMPLE_BYTES)?;
+    if sample.complete {
+        return Ok(sample.seconds);
+    }
+    // The duration the file's size gives at the rate of its first megabytes; a declared
+    // duration far from it (half or twice) spans a jump, or the file is truncated: read
+    // it all (a demux without decoding, at disk speed).
+    let expected = if sample.seconds > 0.0 {
+        sample.seconds * file_size as f64 / sample.bytes.max(1) as f64
+    } else {
+        0.0
+    };
+    let plausible =
+        declared > 0.0 && expected > 0.0 && declared < 2.0 * expected && declared > expected / 2.0;
+    if sample.jumps == 0 && plausible {
+        return Ok(declared);
+    }
+    Ok(measure(path, u64::MAX)?.seconds)
+}
