@@ -261,6 +261,42 @@ pub struct RawVideoParams {
     pub field_order: u8,
 }
 
+/// The shape of a stream's pixels, as `av_guess_sample_aspect_ratio` finds it: the
+/// container's value (MP4 `pasp`, Matroska display size), else the codec's; reduced,
+/// and 1:1 when neither is set.
+pub fn sample_aspect_ratio(st: &ffmpeg_next::format::stream::Stream<'_>) -> (u32, u32) {
+    // SAFETY: the stream pointer is valid for the borrow; av_guess_sample_aspect_ratio
+    // reads the stream's and its codec parameters' fields only (the format context is
+    // unused, the frame may be null).
+    let r = unsafe {
+        ffi::av_guess_sample_aspect_ratio(std::ptr::null_mut(), st.as_ptr() as *mut _, std::ptr::null_mut())
+    };
+    if r.num > 0 && r.den > 0 {
+        (r.num as u32, r.den as u32)
+    } else {
+        (1, 1)
+    }
+}
+
+/// Gives an output stream the source's pixel shape: the Matroska muxer writes it as the
+/// track's display size. 1:1 is left unset (square pixels are the default).
+pub fn set_sample_aspect_ratio(ost: &mut ffmpeg_next::format::stream::StreamMut<'_>, sar: (u32, u32)) {
+    if sar.0 == sar.1 || sar.0 == 0 || sar.1 == 0 {
+        return;
+    }
+    let r =
+        ffi::AVRational { num: sar.0.min(i32::MAX as u32) as i32, den: sar.1.min(i32::MAX as u32) as i32 };
+    // SAFETY: the stream and its codec parameters are valid and exclusively borrowed;
+    // plain fields are written before the header.
+    unsafe {
+        let st = ost.as_mut_ptr();
+        (*st).sample_aspect_ratio = r;
+        if !(*st).codecpar.is_null() {
+            (*(*st).codecpar).sample_aspect_ratio = r;
+        }
+    }
+}
+
 /// Reads the video fields of `AVCodecParameters`.
 pub fn video_params(params: &ffmpeg_next::codec::Parameters) -> RawVideoParams {
     // SAFETY: the parameters pointer is valid for the borrow; only plain fields are read.

@@ -143,6 +143,9 @@ pub struct VideoPlan {
     pub stream: usize,
     pub width: u32,
     pub height: u32,
+    /// Shape of a pixel (width:height), kept so that anamorphic video (DVD, SD TV)
+    /// is displayed as wide as its source.
+    pub sample_aspect: (u32, u32),
     /// Frames per second as a fraction.
     pub frame_rate: (i32, i32),
     pub class: String,
@@ -306,6 +309,7 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
         stream: vs.index,
         width: v.width,
         height: v.height,
+        sample_aspect: v.sample_aspect,
         frame_rate: if v.fps() > 0.0 { v.frame_rate } else { (25, 1) },
         class: class.into(),
         family: family.into(),
@@ -410,6 +414,7 @@ mod tests {
                 chroma_location: 1,
                 field_order: 1,
                 frames: 24_000,
+                sample_aspect: (1, 1),
             }),
         )
     }

@@ -114,9 +114,17 @@ pub struct VideoInfo {
     pub field_order: u8,
     /// Frame count: the container's, or estimated from duration and rate.
     pub frames: u64,
+    /// Shape of a pixel, width:height (1:1 square; 32:27 for 16:9 NTSC DVD).
+    pub sample_aspect: (u32, u32),
 }
 
 impl VideoInfo {
+    /// Width over height as displayed (pixel shape applied).
+    pub fn display_aspect(&self) -> f64 {
+        let (n, d) = self.sample_aspect;
+        f64::from(self.width) * f64::from(n.max(1)) / (f64::from(self.height.max(1)) * f64::from(d.max(1)))
+    }
+
     pub fn fps(&self) -> f64 {
         if self.frame_rate.1 == 0 {
             0.0
@@ -273,6 +281,7 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
                     chroma_location: raw.chroma_location,
                     field_order: raw.field_order,
                     frames: st.frames().max(0) as u64,
+                    sample_aspect: libav::sample_aspect_ratio(st),
                 }),
             )
         }

@@ -84,8 +84,19 @@ fn check(
         problems.push(format!("duration {:.3} s, source {:.3} s", info.duration, plan.duration));
     }
 
-    // HDR: what the source had (the HDR10 base layer when dynamic HDR was opted in).
+    // Displayed as wide as the source (anamorphic pixels kept). The display size is
+    // stored in whole pixels, hence a small tolerance.
     let vp = &plan.video;
+    if let Some((_, v)) = info.video() {
+        let want = f64::from(vp.width) * f64::from(vp.sample_aspect.0.max(1))
+            / (f64::from(vp.height.max(1)) * f64::from(vp.sample_aspect.1.max(1)));
+        let got = v.display_aspect();
+        if (got / want - 1.0).abs() > 0.005 {
+            problems.push(format!("displayed at {got:.4}:1, source {want:.4}:1"));
+        }
+    }
+
+    // HDR: what the source had (the HDR10 base layer when dynamic HDR was opted in).
     let want_kind = if vp.hdr.is_dynamic() {
         hdr::classify(vp.color.map_or(2, |c| c.transfer), &Default::default())
     } else {

@@ -505,3 +505,40 @@ fn mpeg_ts_whose_clock_jumps_stays_continuous_and_in_sync() {
         assert_eq!(tone_at(seconds), piece, "sound at {seconds} s");
     }
 }
+
+/// A 16:9 NTSC DVD title (MPEG-2 with 32:27 pixels, AC-3, MPEG program stream): the
+/// pixels keep their shape, so the result is displayed 16:9 and not squeezed to 3:2.
+#[test]
+fn anamorphic_dvd_video_keeps_its_display_aspect() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=720x480:r=30000/1001:d=1,setsar=32/27",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=1",
+            "-c:v",
+            "mpeg2video",
+            "-c:a",
+            "ac3",
+            "-shortest",
+            "-f",
+            "dvd",
+            "title.vob",
+        ],
+    );
+    let input = dir.join("title.vob");
+    assert_eq!(streams(&ffprobe(&input), "video")[0]["display_aspect_ratio"], "16:9");
+    let output = dir.join("out.mkv");
+    transcode(&input, &output, &fast());
+    let v = &streams(&ffprobe(&output), "video")[0].clone();
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(720), Some(480)));
+    assert_eq!(v["sample_aspect_ratio"], "32:27");
+    assert_eq!(v["display_aspect_ratio"], "16:9");
+}

@@ -89,6 +89,7 @@ impl Setup {
                     ost.set_parameters(params);
                     ost.set_time_base(ist.time_base());
                     ost.set_avg_frame_rate(ist.avg_frame_rate());
+                    libav::set_sample_aspect_ratio(&mut ost, vp.sample_aspect);
                     libav::set_stream_hdr(&mut ost, vp.mastering_display.as_ref(), vp.content_light.as_ref())
                         .map_err(fail("adding HDR metadata"))?;
                     carry_stream_tags(&ist, &mut ost);
