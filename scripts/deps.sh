@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential pkg-config clang libclang-dev libavformat-dev libavcodec-dev
-  libavutil-dev libswscale-dev libswresample-dev libsvtav1enc-dev libopus-dev)
+  libavutil-dev libavfilter-dev libswscale-dev libswresample-dev libsvtav1enc-dev libopus-dev)
 # Independent checkers used by the tests and benchmarks (never by the product itself),
 # and the real browser the web UI is tested in.
 checker_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core)

@@ -278,6 +278,45 @@ pub fn sample_aspect_ratio(st: &ffmpeg_next::format::stream::Stream<'_>) -> (u32
     }
 }
 
+/// How far a stream's pictures must be turned clockwise to be seen upright, from its
+/// display matrix (MP4 `tkhd`, as phones write it): 0, 90, 180 or 270. Angles that are
+/// not a right angle (within a degree) and mirrored matrices count as 0.
+pub fn display_rotation(stream: &ffmpeg_next::format::stream::Stream<'_>) -> u16 {
+    // SAFETY: as in `stream_hdr`: side_data holds nb_side_data entries whose data pointers
+    // hold `size` bytes; a display matrix is nine 32-bit integers (36 bytes), checked
+    // before av_display_rotation_get reads them.
+    let angle = unsafe {
+        let st = stream.as_ptr();
+        if (*st).side_data.is_null() {
+            return 0;
+        }
+        let n = (*st).nb_side_data.max(0) as usize;
+        let Some(sd) = std::slice::from_raw_parts((*st).side_data, n).iter().find(|sd| {
+            sd.type_ == ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX
+                && !sd.data.is_null()
+                && sd.size >= 36
+        }) else {
+            return 0;
+        };
+        ffi::av_display_rotation_get(sd.data as *const i32)
+    };
+    clockwise_right_angle(angle)
+}
+
+/// av_display_rotation_get's counterclockwise angle as a clockwise right angle (0 when
+/// it is none).
+fn clockwise_right_angle(counterclockwise: f64) -> u16 {
+    if !counterclockwise.is_finite() {
+        return 0;
+    }
+    let clockwise = (-counterclockwise).rem_euclid(360.0);
+    let right = (clockwise / 90.0).round() * 90.0;
+    if (clockwise - right).abs() > 1.0 {
+        return 0;
+    }
+    (right as u16) % 360
+}
+
 /// Gives an output stream the source's pixel shape: the Matroska muxer writes it as the
 /// track's display size. 1:1 is left unset (square pixels are the default).
 pub fn set_sample_aspect_ratio(ost: &mut ffmpeg_next::format::stream::StreamMut<'_>, sar: (u32, u32)) {
@@ -755,6 +794,19 @@ pub fn start_time(ictx: &ffmpeg_next::format::context::Input) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_matrix_angles_become_clockwise_right_angles() {
+        // ffprobe's "rotation=-90" (a phone held upright) needs a clockwise quarter turn.
+        assert_eq!(clockwise_right_angle(-90.0), 90);
+        assert_eq!(clockwise_right_angle(90.0), 270);
+        assert_eq!(clockwise_right_angle(180.0), 180);
+        assert_eq!(clockwise_right_angle(-180.0), 180);
+        assert_eq!(clockwise_right_angle(0.0), 0);
+        assert_eq!(clockwise_right_angle(-89.6), 90);
+        assert_eq!(clockwise_right_angle(45.0), 0);
+        assert_eq!(clockwise_right_angle(f64::NAN), 0);
+    }
     use ffmpeg_next as ff;
 
     /// A real file carrying a Dolby Vision configuration record (MP4 `dvcC`), made by

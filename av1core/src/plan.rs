@@ -146,6 +146,9 @@ pub struct VideoPlan {
     /// Shape of a pixel (width:height), kept so that anamorphic video (DVD, SD TV)
     /// is displayed as wide as its source.
     pub sample_aspect: (u32, u32),
+    /// Clockwise turn applied to every picture before encoding (a phone's portrait
+    /// video); `width`, `height` and `sample_aspect` are those after the turn.
+    pub rotation: u16,
     /// Frames per second as a fraction.
     pub frame_rate: (i32, i32),
     pub class: String,
@@ -305,11 +308,13 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
                 _ => 0,
             },
         });
+    let quarter_turn = matches!(v.rotation, 90 | 270);
     let video = VideoPlan {
         stream: vs.index,
-        width: v.width,
-        height: v.height,
-        sample_aspect: v.sample_aspect,
+        width: if quarter_turn { v.height } else { v.width },
+        height: if quarter_turn { v.width } else { v.height },
+        sample_aspect: if quarter_turn { (v.sample_aspect.1, v.sample_aspect.0) } else { v.sample_aspect },
+        rotation: v.rotation,
         frame_rate: if v.fps() > 0.0 { v.frame_rate } else { (25, 1) },
         class: class.into(),
         family: family.into(),
@@ -415,6 +420,7 @@ mod tests {
                 field_order: 1,
                 frames: 24_000,
                 sample_aspect: (1, 1),
+                rotation: 0,
             }),
         )
     }

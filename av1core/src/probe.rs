@@ -116,6 +116,8 @@ pub struct VideoInfo {
     pub frames: u64,
     /// Shape of a pixel, width:height (1:1 square; 32:27 for 16:9 NTSC DVD).
     pub sample_aspect: (u32, u32),
+    /// Clockwise turn (0, 90, 180, 270) that shows the picture upright (phones).
+    pub rotation: u16,
 }
 
 impl VideoInfo {
@@ -282,6 +284,7 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
                     field_order: raw.field_order,
                     frames: st.frames().max(0) as u64,
                     sample_aspect: libav::sample_aspect_ratio(st),
+                    rotation: libav::display_rotation(st),
                 }),
             )
         }

@@ -542,3 +542,59 @@ fn anamorphic_dvd_video_keeps_its_display_aspect() {
     assert_eq!(v["sample_aspect_ratio"], "32:27");
     assert_eq!(v["display_aspect_ratio"], "16:9");
 }
+
+/// Phone videos: landscape pictures with a display matrix saying how to turn them.
+/// The result is turned upright (as the `ffmpeg` program does by default), so it plays
+/// the right way round without the matrix, which Matroska does not carry.
+#[test]
+fn phone_video_with_a_display_matrix_is_turned_upright() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=30:d=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=1",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "-shortest",
+            "flat.mp4",
+        ],
+    );
+    // "rotate=-90" is a phone held upright (a clockwise quarter turn to show it).
+    for (tag, size) in [("-90", (180, 320)), ("90", (180, 320)), ("180", (320, 180))] {
+        let input = dir.join(format!("phone{tag}.mp4"));
+        let name = input.file_name().unwrap().to_str().unwrap().to_owned();
+        ffmpeg(dir, &["-i", "flat.mp4", "-c", "copy", "-metadata:s:v:0", &format!("rotate={tag}"), &name]);
+        let output = dir.join(format!("phone{tag}.mkv"));
+        transcode(&input, &output, &fast());
+        let v = &streams(&ffprobe(&output), "video")[0].clone();
+        assert_eq!((v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()), size, "rotate={tag}");
+        // Against the source as the ffmpeg program shows it (turned by its autorotate):
+        // the same picture, not a mirror or a turn the wrong way.
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "info", "-i"])
+            .arg(&output)
+            .arg("-i")
+            .arg(&input)
+            .args(["-lavfi", "[0:v][1:v]psnr", "-f", "null", "-"])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        let psnr: f64 = log
+            .rsplit("average:")
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no PSNR for rotate={tag}: {log}"));
+        assert!(psnr > 30.0, "rotate={tag}: PSNR {psnr} dB against the upright source");
+    }
+}

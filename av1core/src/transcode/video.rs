@@ -38,7 +38,11 @@ pub(crate) fn decode(
 ) -> Result<u64> {
     let vp = &plan.video;
     let target = if vp.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
-    let mut conv = Converter { scaler: None, target, width: vp.width, height: vp.height };
+    // Converted at the stored size, then turned upright when the source says so.
+    let (width, height) =
+        if matches!(vp.rotation, 90 | 270) { (vp.height, vp.width) } else { (vp.width, vp.height) };
+    let mut conv = Converter { scaler: None, target, width, height };
+    let mut rotator = super::rotate::Rotator::new(vp.rotation);
     let mut stamps = Stamps::new(vp.frame_rate, time_base);
     let mut decoded = ff::frame::Video::empty();
     let mut packets = 0u64;
@@ -54,7 +58,10 @@ pub(crate) fn decode(
                 Err(e) => return Err(Error::Ffmpeg { op: "decoding video", path: input.into(), source: e }),
             }
             let pts = stamps.next(decoded.timestamp());
-            let frame = conv.convert(&mut decoded, input)?;
+            let mut frame = conv.convert(&mut decoded, input)?;
+            if let Some(r) = rotator.as_mut() {
+                frame = r.rotate(&frame, input)?;
+            }
             if tx.send(Msg::Item(Frame { frame, pts })).is_err() {
                 return Err(stopped());
             }
