@@ -29,9 +29,9 @@ pub fn transcode(args: &TranscodeArgs, output: &Path) -> anyhow::Result<ExitCode
         };
     tracing::info!(
         input = %input.display(),
-        video = format!("{}x{} {} {} -> AV1 {}-bit crf {} preset {}", plan.video.width, plan.video.height,
+        video = format!("{}x{} {} {} -> AV1 {}-bit crf {} preset {}{}", plan.video.width, plan.video.height,
             info.video().map_or("", |(s, _)| s.codec.as_str()), plan.video.hdr, plan.video.bit_depth,
-            plan.video.crf, plan.video.preset),
+            plan.video.crf, plan.video.preset, plan.picture_summary()),
         audio = plan.audio_summary(),
         "transcoding"
     );

@@ -149,6 +149,9 @@ pub struct VideoPlan {
     /// Clockwise turn applied to every picture before encoding (a phone's portrait
     /// video); `width`, `height` and `sample_aspect` are those after the turn.
     pub rotation: u16,
+    /// Pictures flagged interlaced are deinterlaced (the source's field order says
+    /// interlaced: DVD, broadcast TV); AV1 has no fields.
+    pub deinterlace: bool,
     /// Frames per second as a fraction.
     pub frame_rate: (i32, i32),
     pub class: String,
@@ -212,6 +215,19 @@ impl Plan {
 
     pub fn action(&self, index: usize) -> Option<&StreamAction> {
         self.streams.iter().find(|s| s.index == index).map(|s| &s.action)
+    }
+
+    /// What is done to the pictures besides encoding, for people: empty, or
+    /// `, deinterlaced`, `, turned 90° clockwise`, or both.
+    pub fn picture_summary(&self) -> String {
+        let mut out = String::new();
+        if self.video.deinterlace {
+            out.push_str(", deinterlaced");
+        }
+        if self.video.rotation != 0 {
+            out.push_str(&format!(", turned {}° clockwise", self.video.rotation));
+        }
+        out
     }
 
     /// One line per track for people: `a:1 eac3 5.1(side) -> opus 256k`.
@@ -315,6 +331,8 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
         height: if quarter_turn { v.width } else { v.height },
         sample_aspect: if quarter_turn { (v.sample_aspect.1, v.sample_aspect.0) } else { v.sample_aspect },
         rotation: v.rotation,
+        // AVFieldOrder: 0 unknown, 1 progressive, 2..=5 the interlaced orders.
+        deinterlace: (2..=5).contains(&v.field_order),
         frame_rate: if v.fps() > 0.0 { v.frame_rate } else { (25, 1) },
         class: class.into(),
         family: family.into(),

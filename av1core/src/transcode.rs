@@ -15,7 +15,7 @@ mod audio;
 pub(crate) mod check;
 mod demux;
 mod mux;
-mod rotate;
+mod picture;
 mod video;
 
 use std::path::{Path, PathBuf};

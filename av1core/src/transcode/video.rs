@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use ff::format::Pixel;
 use ffmpeg_next as ff;
 
+use super::picture::PictureFilter;
 use super::{Msg, Outgoing};
 use crate::encode::svt::{Encoder, Picture};
 use crate::error::{Error, Result};
@@ -38,11 +39,14 @@ pub(crate) fn decode(
 ) -> Result<u64> {
     let vp = &plan.video;
     let target = if vp.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
-    // Converted at the stored size, then turned upright when the source says so.
+    // Converted at the stored size, then deinterlaced and turned upright when needed.
     let (width, height) =
         if matches!(vp.rotation, 90 | 270) { (vp.height, vp.width) } else { (vp.width, vp.height) };
     let mut conv = Converter { scaler: None, target, width, height };
-    let mut rotator = super::rotate::Rotator::new(vp.rotation);
+    let mut filter = PictureFilter::new(vp.deinterlace, vp.rotation);
+    let mut send = |frame: ff::frame::Video, pts: i64| -> Result<()> {
+        tx.send(Msg::Item(Frame { frame, pts })).map_err(|_| super::stopped("video decode"))
+    };
     let mut stamps = Stamps::new(vp.frame_rate, time_base);
     let mut decoded = ff::frame::Video::empty();
     let mut packets = 0u64;
@@ -59,11 +63,9 @@ pub(crate) fn decode(
             }
             let pts = stamps.next(decoded.timestamp());
             let mut frame = conv.convert(&mut decoded, input)?;
-            if let Some(r) = rotator.as_mut() {
-                frame = r.rotate(&frame, input)?;
-            }
-            if tx.send(Msg::Item(Frame { frame, pts })).is_err() {
-                return Err(stopped());
+            match filter.as_mut() {
+                Some(f) => f.push(&mut frame, pts, input, &mut send)?,
+                None => send(frame, pts)?,
             }
         }
     };
@@ -99,6 +101,9 @@ pub(crate) fn decode(
     }
     decoder.send_eof().map_err(Error::ffmpeg("flushing the video decoder", input))?;
     drain(&mut decoder, &mut stamps)?;
+    if let Some(f) = filter.as_mut() {
+        f.finish(input, &mut send)?;
+    }
     if stamps.last.is_none() {
         return Err(Error::Corrupt { path: input.into(), what: "no video frame could be decoded".into() });
     }
