@@ -317,6 +317,21 @@ fn clockwise_right_angle(counterclockwise: f64) -> u16 {
     (right as u16) % 360
 }
 
+/// Whether FFmpeg's Matroska muxer can store streams of the codec named `codec`
+/// (`avformat_query_codec`).
+pub fn matroska_can_store(codec: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(codec) else { return false };
+    // SAFETY: both names are NUL-terminated strings alive for the calls; the descriptor
+    // and the output format are static tables of libavcodec/libavformat (or null).
+    unsafe {
+        let desc = ffi::avcodec_descriptor_get_by_name(name.as_ptr());
+        let format = ffi::av_guess_format(c"matroska".as_ptr(), std::ptr::null(), std::ptr::null());
+        !desc.is_null()
+            && !format.is_null()
+            && ffi::avformat_query_codec(format, (*desc).id, ffi::FF_COMPLIANCE_NORMAL) == 1
+    }
+}
+
 /// Gives an output stream the source's pixel shape: the Matroska muxer writes it as the
 /// track's display size. 1:1 is left unset (square pixels are the default).
 pub fn set_sample_aspect_ratio(ost: &mut ffmpeg_next::format::stream::StreamMut<'_>, sar: (u32, u32)) {

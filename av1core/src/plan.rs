@@ -356,9 +356,11 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
             let action = match (&s.kind, &s.detail) {
                 _ if s.index == vs.index => StreamAction::EncodeVideo,
                 (StreamKind::Video, _) if s.attached_pic => StreamAction::CoverArt,
-                (StreamKind::Video, _) => {
-                    StreamAction::Drop { reason: "only the main video stream is encoded".into() }
-                }
+                // A second picture (another angle, a signer): kept as it is, not lost.
+                (StreamKind::Video, _) if crate::libav::matroska_can_store(&s.codec) => StreamAction::Copy,
+                (StreamKind::Video, _) => StreamAction::Drop {
+                    reason: format!("a second video stream in {} cannot be stored in Matroska", s.codec),
+                },
                 (StreamKind::Audio, StreamDetail::Audio(a)) => {
                     let source_bps = u32::try_from(s.bit_rate).unwrap_or(u32::MAX);
                     if s.codec == "opus" || settings.copy_audio {

@@ -57,11 +57,14 @@ fn check(
         .map_err(|e| Error::Verify { path: output.into(), problems: vec![e.to_string()] })?;
     let mut problems = Vec::new();
 
+    // The main video is AV1; other video streams are the source's, copied as planned.
     let videos: Vec<_> =
         info.streams.iter().filter(|s| s.kind == StreamKind::Video && !s.attached_pic).collect();
-    if videos.len() != 1 || videos[0].codec != "av1" {
+    let main_codec = info.video().map(|(s, _)| s.codec.as_str());
+    if main_codec != Some("av1") || videos.len() != plan.expected(StreamKind::Video) {
         problems.push(format!(
-            "expected one AV1 video stream, found {}",
+            "expected an AV1 video stream and {} copied, found {}",
+            plan.expected(StreamKind::Video).saturating_sub(1),
             videos.iter().map(|s| s.codec.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }

@@ -666,3 +666,58 @@ fn interlaced_video_is_deinterlaced() {
     assert_eq!(streams(&p, "video")[0]["r_frame_rate"], "25/1");
     assert!((f64_of(&p["format"]["duration"]) - 2.0).abs() < 0.1, "{}", p["format"]["duration"]);
 }
+
+/// A second video stream (another angle, a signer) is carried over as it is, packet for
+/// packet, beside the AV1 main video: nothing of the source is dropped.
+#[test]
+fn a_second_video_stream_is_kept_as_it_is() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=24:d=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=160x120:r=24:d=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=1",
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-map",
+            "2",
+            "-c:v:0",
+            "libx264",
+            "-c:v:1",
+            "mpeg4",
+            "-c:a",
+            "aac",
+            "-disposition:v:0",
+            "default",
+            "-disposition:v:1",
+            "0",
+            "-metadata:s:v:1",
+            "title=Angle 2",
+            "-shortest",
+            "in.mkv",
+        ],
+    );
+    let input = dir.join("in.mkv");
+    let output = dir.join("out.mkv");
+    let report = transcode(&input, &output, &fast());
+    assert_eq!(report.frames, 24);
+    let p = ffprobe(&output);
+    let v = streams(&p, "video");
+    let codecs: Vec<_> = v.iter().map(|s| s["codec_name"].as_str().unwrap_or("")).collect();
+    assert_eq!(codecs, ["av1", "mpeg4"]);
+    assert_eq!(v[1]["tags"]["title"], "Angle 2");
+    assert_eq!(packet_listing(&output, "v:1"), packet_listing(&input, "v:1"), "copied byte for byte");
+}
