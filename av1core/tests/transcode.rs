@@ -464,38 +464,15 @@ fn mpeg_ts_whose_clock_jumps_stays_continuous_and_in_sync() {
     assert!((f64_of(&p["format"]["duration"]) - 6.0).abs() < 0.2, "{}", p["format"]["duration"]);
 
     // Colour of each frame (centre pixel) and tone of each 20 ms of sound.
-    let rgb = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&output)
-        .args(["-map", "0:v", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap()
-        .stdout;
-    let frame_bytes = 160 * 120 * 3;
-    assert_eq!(rgb.len(), 150 * frame_bytes);
-    let colour_at = |frame: usize| {
-        let px = &rgb[frame * frame_bytes + (60 * 160 + 80) * 3..][..3];
-        ["red", "lime", "blue"][(0..3).max_by_key(|&c| px[c]).unwrap()]
-    };
-    let pcm = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&output)
-        .args(["-map", "0:a", "-ac", "1", "-ar", "48000", "-f", "s16le", "-"])
-        .output()
-        .unwrap()
-        .stdout;
-    let samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-    let tone_at = |seconds: f64| {
-        let start = (seconds * 48000.0) as usize;
-        let window = &samples[start..start + 960];
-        let crossings = window.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-        // 20 ms holds 2 × 0.02 × f crossings: 17.6 at 440 Hz, 35 at 880, 70 at 1760.
-        match crossings {
-            10..=25 => "red",
-            28..=45 => "lime",
-            55..=90 => "blue",
-            _ => "none",
-        }
+    let colours = centre_colours(&output, 160, 120);
+    assert_eq!(colours.len(), 150);
+    let colour_at = |frame: usize| colours[frame];
+    let samples = mono_48k(&output);
+    let tone_at = |seconds: f64| match crossings_at(&samples, seconds) {
+        10..=25 => "red",
+        28..=45 => "lime",
+        55..=90 => "blue",
+        _ => "none",
     };
     // Away from the joins (±0.1 s), picture and sound belong to the same piece.
     for (seconds, piece) in
@@ -720,4 +697,63 @@ fn a_second_video_stream_is_kept_as_it_is() {
     assert_eq!(codecs, ["av1", "mpeg4"]);
     assert_eq!(v[1]["tags"]["title"], "Angle 2");
     assert_eq!(packet_listing(&output, "v:1"), packet_listing(&input, "v:1"), "copied byte for byte");
+}
+
+/// A dropout in a recording's sound: one second without audio packets in the middle of
+/// an MPEG-TS (picture red then blue, tone 440 Hz then 880 Hz, switching together at
+/// 2.5 s). The hole is filled with silence, so the sound after it still plays with its
+/// picture (counting samples alone would bring the 880 Hz tone a second early).
+#[test]
+fn a_hole_in_the_sound_keeps_sound_and_picture_together() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=160x120:r=25:d=2.5",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=160x120:r=25:d=1.5",
+            "-f",
+            "lavfi",
+            "-i",
+            "aevalsrc='0.5*sin(2*PI*if(lt(t,2.5),440,880)*t)':d=4:s=48000",
+            "-filter_complex",
+            "[0][1]concat=n=2:v=1:a=0[v];[2]aselect='not(between(t,1.5,2.5))'[a]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-c:v",
+            "mpeg2video",
+            "-c:a",
+            "mp2",
+            "dropout.ts",
+        ],
+    );
+    let input = dir.join("dropout.ts");
+    let output = dir.join("out.mkv");
+    transcode(&input, &output, &fast());
+    let colours = centre_colours(&output, 160, 120);
+    let samples = mono_48k(&output);
+    assert!(
+        (samples.len() as f64 / 48000.0 - 4.0).abs() < 0.1,
+        "{} s of sound",
+        samples.len() as f64 / 48000.0
+    );
+    for (seconds, colour, crossings) in [
+        (1.0, "red", 10..=25),
+        (2.0, "red", 0..=0),
+        (2.3, "red", 0..=0),
+        (2.7, "blue", 28..=45),
+        (3.5, "blue", 28..=45),
+    ] {
+        assert_eq!(colours[(seconds * 25.0) as usize], colour, "picture at {seconds} s");
+        let n = crossings_at(&samples, seconds);
+        assert!(crossings.contains(&n), "sound at {seconds} s: {n} crossings, expected {crossings:?}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The audio stage: every track being encoded is decoded, resampled to 48 kHz float in
 //! the canonical layout of its channel count (no downmix: 5.1(side) becomes 5.1 with
 //! the same speakers), cut into 20 ms frames and encoded to Opus. Timestamps count
-//! samples from the track's first decoded frame, so audio stays where it was.
+//! samples from the track's first decoded frame, so audio stays where it was; a hole
+//! in the source's audio is filled with silence so that what follows stays in sync.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,13 +99,17 @@ impl AudioTrack {
             if frame.samples() == 0 {
                 continue;
             }
-            if self.next_pts.is_none() {
-                let pts = frame.timestamp().or(frame.pts()).unwrap_or(0);
-                self.next_pts = Some(ff::rescale::Rescale::rescale(
-                    &pts,
-                    self.time_base,
-                    ff::Rational(1, SAMPLE_RATE as i32),
-                ));
+            let at = frame.timestamp().or(frame.pts()).map(|t| {
+                ff::rescale::Rescale::rescale(&t, self.time_base, ff::Rational(1, SAMPLE_RATE as i32))
+            });
+            match (self.next_pts, at) {
+                (None, at) => self.next_pts = Some(at.unwrap_or(0)),
+                (Some(_), Some(at)) => {
+                    if !self.keep_in_step(at, &frame, input, mux)? {
+                        continue;
+                    }
+                }
+                (Some(_), None) => {}
             }
             if self.resampler.as_ref().is_none_or(|r| !r.accepts(&frame)) {
                 // Samples still inside the old resampler come first.
@@ -121,6 +126,60 @@ impl AudioTrack {
             r.convert(&frame, &mut self.fifo).map_err(Error::ffmpeg("resampling audio", input))?;
             if !self.encode_frames(mux)? {
                 return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Keeps the track in step with its timestamps, which the samples alone would lose:
+    /// a hole in the source's audio (a broadcast dropout) is filled with silence, so
+    /// what follows still plays with its pictures; a frame lying wholly before where
+    /// the track already is (audio repeated around a splice) is dropped. Deviations
+    /// under 100 ms are left alone. False when this frame is to be skipped.
+    fn keep_in_step(
+        &mut self,
+        at: i64,
+        frame: &ff::frame::Audio,
+        input: &Path,
+        mux: &Sender<Outgoing>,
+    ) -> Result<bool> {
+        const TOLERANCE: i64 = SAMPLE_RATE as i64 / 10;
+        // Longer holes are left as a jump of the timestamps (nothing to fill a broken
+        // clock with hours of silence).
+        const MAX_FILL: i64 = SAMPLE_RATE as i64 * 600;
+        let ch = self.encoder.channels();
+        let expected = self.next_pts.unwrap_or(at) + (self.fifo.len() / ch) as i64;
+        let hole = at - expected;
+        let length = i64::from(frame.samples() as u32) * SAMPLE_RATE as i64 / i64::from(frame.rate().max(1));
+        if at + length <= expected - TOLERANCE {
+            return Ok(false);
+        }
+        if hole <= TOLERANCE {
+            return Ok(true);
+        }
+        // What the resampler holds belongs before the hole.
+        if let Some(mut r) = self.resampler.take() {
+            r.flush(&mut self.fifo).map_err(Error::ffmpeg("resampling audio", input))?;
+        }
+        if hole > MAX_FILL {
+            // Pad to a whole frame, then continue at the new time.
+            let partial = self.fifo.len() % (FRAME_SAMPLES * ch);
+            if partial > 0 {
+                self.fifo.resize(self.fifo.len() + FRAME_SAMPLES * ch - partial, 0.0);
+            }
+            if !self.encode_frames(mux)? {
+                return Err(super::stopped("audio"));
+            }
+            self.next_pts = Some(at);
+            return Ok(true);
+        }
+        let mut left = hole as usize * ch;
+        while left > 0 {
+            let n = left.min(FRAME_SAMPLES * ch * 50);
+            self.fifo.resize(self.fifo.len() + n, 0.0);
+            left -= n;
+            if !self.encode_frames(mux)? {
+                return Err(super::stopped("audio"));
             }
         }
         Ok(true)

@@ -148,6 +148,43 @@ pub fn packet_listing(path: &Path, selector: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The dominant colour ("red", "lime" or "blue") of the centre pixel of every picture
+/// of the first video stream, decoded by the ffmpeg program at `width` × `height`.
+pub fn centre_colours(path: &Path, width: usize, height: usize) -> Vec<&'static str> {
+    let rgb = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap()
+        .stdout;
+    rgb.chunks_exact(width * height * 3)
+        .map(|f| {
+            let px = &f[((height / 2) * width + width / 2) * 3..][..3];
+            ["red", "lime", "blue"][(0..3).max_by_key(|&c| px[c]).unwrap()]
+        })
+        .collect()
+}
+
+/// The first audio stream decoded by the ffmpeg program: mono, 48 kHz.
+pub fn mono_48k(path: &Path) -> Vec<i16> {
+    let pcm = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "s16le", "-"])
+        .output()
+        .unwrap()
+        .stdout;
+    pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+/// Zero crossings in the 20 ms of `samples` (48 kHz) from `seconds`: 2 × 0.02 × f for a
+/// tone of f Hz (17.6 at 440 Hz, 35 at 880, 70 at 1760), 0 for silence.
+pub fn crossings_at(samples: &[i16], seconds: f64) -> usize {
+    let start = (seconds * 48000.0) as usize;
+    samples[start..start + 960].windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
+}
+
 pub const SRT: &str =
     "1\n00:00:00,200 --> 00:00:00,900\nHello there\n\n2\n00:00:01,000 --> 00:00:01,800\nSecond line\n";
 
