@@ -248,6 +248,26 @@ fn pick_main_video(streams: &[StreamInfo]) -> Option<usize> {
     candidates().find(|s| s.default).or_else(|| candidates().next()).map(|s| s.index)
 }
 
+/// How long one stream lasts, when the container says: its duration field, else the
+/// `DURATION` tag Matroska muxers write (`01:23:45.678000000`).
+fn stream_seconds(st: &ff::format::stream::Stream<'_>) -> Option<f64> {
+    if st.duration() > 0 {
+        return Some(st.duration() as f64 * f64::from(st.time_base()));
+    }
+    st.metadata().get("DURATION").and_then(duration_tag)
+}
+
+/// `01:23:45.678000000` in seconds.
+fn duration_tag(tag: &str) -> Option<f64> {
+    let mut parts = tag.trim().split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let seconds = h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?;
+    (seconds.is_finite() && seconds > 0.0).then_some(seconds)
+}
+
 fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
     let params = st.parameters();
     let codec = params.id().name().to_owned();
@@ -282,7 +302,12 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
                     range: raw.range,
                     chroma_location: raw.chroma_location,
                     field_order: raw.field_order,
-                    frames: st.frames().max(0) as u64,
+                    frames: match st.frames() {
+                        n if n > 0 => n as u64,
+                        // The stream's own length (a Matroska DURATION tag, say), not the
+                        // file's: a subtitle that never ends must not make a film endless.
+                        _ => stream_seconds(st).map_or(0, |s| (s * f64::from(rate)).round().max(0.0) as u64),
+                    },
                     sample_aspect: libav::sample_aspect_ratio(st),
                     rotation: libav::display_rotation(st),
                 }),
@@ -392,4 +417,19 @@ pub(crate) fn open_video_decoder(
         });
     }
     ctx.decoder().video().map_err(Error::ffmpeg("opening the video decoder", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matroska_duration_tags_are_read() {
+        assert_eq!(duration_tag("00:00:02.023000000"), Some(2.023));
+        assert_eq!(duration_tag("01:23:45.5"), Some(5025.5));
+        assert_eq!(duration_tag("1193:02:48.56800000").map(|s| s.round()), Some(4294969.0));
+        for bad in ["", "12.5", "a:b:c", "00:00:00.000", "1:2:3:4", "00:00:inf"] {
+            assert_eq!(duration_tag(bad), None, "{bad}");
+        }
+    }
 }
