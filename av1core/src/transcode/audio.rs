@@ -134,8 +134,10 @@ impl AudioTrack {
     /// Keeps the track in step with its timestamps, which the samples alone would lose:
     /// a hole in the source's audio (a broadcast dropout) is filled with silence, so
     /// what follows still plays with its pictures; a frame lying wholly before where
-    /// the track already is (audio repeated around a splice) is dropped. Deviations
-    /// under 100 ms are left alone. False when this frame is to be skipped.
+    /// the track already is, by at most 2 s (audio repeated around a splice), is
+    /// dropped. A clock that goes back further is broken, not a repeat: its samples are
+    /// kept and counted on. Deviations under 100 ms are left alone. False when this
+    /// frame is to be skipped.
     fn keep_in_step(
         &mut self,
         at: i64,
@@ -144,14 +146,18 @@ impl AudioTrack {
         mux: &Sender<Outgoing>,
     ) -> Result<bool> {
         const TOLERANCE: i64 = SAMPLE_RATE as i64 / 10;
+        const MAX_REPEAT: i64 = SAMPLE_RATE as i64 * 2;
         // Longer holes are left as a jump of the timestamps (nothing to fill a broken
         // clock with hours of silence).
         const MAX_FILL: i64 = SAMPLE_RATE as i64 * 600;
         let ch = self.encoder.channels();
         let expected = self.next_pts.unwrap_or(at) + (self.fifo.len() / ch) as i64;
-        let hole = at - expected;
-        let length = i64::from(frame.samples() as u32) * SAMPLE_RATE as i64 / i64::from(frame.rate().max(1));
-        if at + length <= expected - TOLERANCE {
+        let hole = at.saturating_sub(expected);
+        let length = frame.samples() as i64 * SAMPLE_RATE as i64 / i64::from(frame.rate().max(1));
+        if hole < -MAX_REPEAT {
+            return Ok(true);
+        }
+        if at.saturating_add(length) <= expected - TOLERANCE {
             return Ok(false);
         }
         if hole <= TOLERANCE {
