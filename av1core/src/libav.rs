@@ -271,7 +271,14 @@ pub fn sample_aspect_ratio(st: &ffmpeg_next::format::stream::Stream<'_>) -> (u32
     let r = unsafe {
         ffi::av_guess_sample_aspect_ratio(std::ptr::null_mut(), st.as_ptr() as *mut _, std::ptr::null_mut())
     };
-    if r.num > 0 && r.den > 0 {
+    // Real pixels are at most a few times wider than tall (4:3 anamorphic to 16:9 is
+    // 4:3; DV and HDV are under 2:1); beyond 1:10..10:1 the value is damage, and the
+    // Matroska muxer would refuse the display size it gives.
+    let plausible = r.num > 0 && r.den > 0 && {
+        let v = f64::from(r.num) / f64::from(r.den);
+        (0.1..=10.0).contains(&v)
+    };
+    if plausible {
         (r.num as u32, r.den as u32)
     } else {
         (1, 1)
@@ -280,7 +287,7 @@ pub fn sample_aspect_ratio(st: &ffmpeg_next::format::stream::Stream<'_>) -> (u32
 
 /// How far a stream's pictures must be turned clockwise to be seen upright, from its
 /// display matrix (MP4 `tkhd`, as phones write it): 0, 90, 180 or 270. Angles that are
-/// not a right angle (within a degree) and mirrored matrices count as 0.
+/// not a right angle (within a degree) and mirrored matrices (not handled) count as 0.
 pub fn display_rotation(stream: &ffmpeg_next::format::stream::Stream<'_>) -> u16 {
     // SAFETY: as in `stream_hdr`: side_data holds nb_side_data entries whose data pointers
     // hold `size` bytes; a display matrix is nine 32-bit integers (36 bytes), checked
@@ -298,6 +305,11 @@ pub fn display_rotation(stream: &ffmpeg_next::format::stream::Stream<'_>) -> u16
         }) else {
             return 0;
         };
+        let m = std::slice::from_raw_parts(sd.data as *const i32, 9);
+        // A mirrored picture (negative determinant) is not a turn: leave it alone.
+        if i64::from(m[0]) * i64::from(m[4]) - i64::from(m[1]) * i64::from(m[3]) < 0 {
+            return 0;
+        }
         ffi::av_display_rotation_get(sd.data as *const i32)
     };
     clockwise_right_angle(angle)

@@ -202,8 +202,11 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
     };
     for s in &mut streams {
         if let StreamDetail::Video(v) = &mut s.detail {
-            if v.frames == 0 {
-                v.frames = (duration * v.fps()).round().max(0.0) as u64;
+            // A count beyond the file's length (a stream duration spanning a clock jump)
+            // is not believed either.
+            let by_duration = (duration * v.fps()).round().max(0.0);
+            if v.frames == 0 || (v.frames as f64 > by_duration * 1.05 + 1.0 && by_duration > 0.0) {
+                v.frames = by_duration as u64;
             }
         }
     }
@@ -254,7 +257,11 @@ fn stream_seconds(st: &ff::format::stream::Stream<'_>) -> Option<f64> {
     if st.duration() > 0 {
         return Some(st.duration() as f64 * f64::from(st.time_base()));
     }
-    st.metadata().get("DURATION").and_then(duration_tag)
+    // mkvmerge writes `DURATION`, older versions `DURATION-eng`.
+    st.metadata()
+        .iter()
+        .find(|(k, _)| k.to_ascii_uppercase().starts_with("DURATION"))
+        .and_then(|(_, v)| duration_tag(v))
 }
 
 /// `01:23:45.678000000` in seconds.

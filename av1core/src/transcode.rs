@@ -121,7 +121,8 @@ pub fn transcode(
     drop(file);
 
     let verify_started = Instant::now();
-    let verification = verify::verify_written(&temp, plan, stats.frames, &stats.checked)?;
+    let verification =
+        verify::verify_written(&temp, plan, stats.frames, &stats.checked, stats.source_duration)?;
     let verify_elapsed = verify_started.elapsed();
     let output_size = std::fs::metadata(&temp).map_err(Error::io("reading metadata", &temp))?.len();
     std::fs::rename(&temp, output).map_err(Error::io("renaming the output into place", output))?;
@@ -164,6 +165,8 @@ pub(crate) struct Stats {
     pub damaged_packets: u64,
     /// What the check stage decoded while the file was written.
     pub checked: check::Checked,
+    /// The source's length as read, when its clock jumped (its declared one is wrong).
+    pub source_duration: Option<f64>,
 }
 
 fn run(
@@ -242,11 +245,13 @@ fn run(
             Ok(c) => (Some(c), Ok(())),
             Err(e) => (None, Err(e)),
         };
-        let results = [join(demux), decoded.map(|_| ()), join(encode), join(audio), check_result];
+        let demuxed = join(demux);
+        let source_duration = demuxed.as_ref().ok().copied().flatten();
+        let results = [demuxed.map(|_| ()), decoded.map(|_| ()), join(encode), join(audio), check_result];
         let frames = pick_error(muxed, results, cancel)?;
         let checked =
             checked.ok_or_else(|| Error::Internal { stage: "check", message: "no result".into() })?;
-        Ok(Stats { frames, damaged_packets, checked })
+        Ok(Stats { frames, damaged_packets, checked, source_duration })
     })
 }
 

@@ -32,7 +32,7 @@ pub struct Verification {
 /// Verifies `output` against `plan`. `frames_written`, when known, must equal the
 /// number of frames that decode. Every problem found is listed in the error.
 pub fn verify(output: &Path, plan: &Plan, frames_written: Option<u64>) -> Result<Verification> {
-    check(output, plan, frames_written, |main| decode_all(output, main))
+    check(output, plan, plan.duration, frames_written, |main| decode_all(output, main))
 }
 
 /// Verifies a file this library just wrote, whose video packets were decoded while it
@@ -43,13 +43,18 @@ pub(crate) fn verify_written(
     plan: &Plan,
     frames_written: u64,
     checked: &crate::transcode::check::Checked,
+    source_duration: Option<f64>,
 ) -> Result<Verification> {
-    check(output, plan, Some(frames_written), |main| compare_packets(output, main, checked))
+    let duration = source_duration.unwrap_or(plan.duration);
+    check(output, plan, duration, Some(frames_written), |main| compare_packets(output, main, checked))
 }
 
+/// `duration`: the source's, which the result must match (the plan's, or the length
+/// read while transcoding a source whose clock jumped).
 fn check(
     output: &Path,
     plan: &Plan,
+    duration: f64,
     frames_written: Option<u64>,
     frames: impl FnOnce(usize) -> Result<DecodeCheck>,
 ) -> Result<Verification> {
@@ -82,9 +87,9 @@ fn check(
     if info.chapters.len() != plan.chapters {
         problems.push(format!("{} chapters, {} in the source", info.chapters.len(), plan.chapters));
     }
-    let tolerance = (plan.duration * 0.01).max(0.5);
-    if (info.duration - plan.duration).abs() > tolerance {
-        problems.push(format!("duration {:.3} s, source {:.3} s", info.duration, plan.duration));
+    let tolerance = (duration * 0.01).max(0.5);
+    if (info.duration - duration).abs() > tolerance {
+        problems.push(format!("duration {:.3} s, source {:.3} s", info.duration, duration));
     }
 
     // Displayed as wide as the source (anamorphic pixels kept). The display size is
@@ -320,16 +325,16 @@ mod tests {
             hash.add(p.data().unwrap_or(&[]));
         }
         let good = Checked { packets: hash.packets, hash: hash.finish(), frames: 24, ..Default::default() };
-        assert!(verify_written(&out, &plan, 24, &good).is_ok());
+        assert!(verify_written(&out, &plan, 24, &good, None).is_ok());
         // ...one packet more, or other bytes, do not.
         for bad in [
             Checked { packets: good.packets + 1, ..good.clone() },
             Checked { hash: good.hash ^ 1, ..good.clone() },
         ] {
-            let err = verify_written(&out, &plan, 24, &bad).unwrap_err();
+            let err = verify_written(&out, &plan, 24, &bad, None).unwrap_err();
             assert!(err.to_string().contains("differ"), "{err}");
         }
         // Frames decoded must equal frames written.
-        assert!(verify_written(&out, &plan, 25, &good).is_err());
+        assert!(verify_written(&out, &plan, 25, &good, None).is_err());
     }
 }

@@ -3,8 +3,12 @@
 //! such formats (`AVFMT_TS_DISCONT`) and then reports a duration that spans the jump
 //! (a clock going back looks like 26 hours of wrap-around). As the `ffmpeg` program
 //! does, a video or audio packet whose DTS lands more than 10 s away from where its
-//! stream was heading, or goes back, is taken for a splice: every later timestamp of the
-//! file is moved by the jump, so the media stays continuous and in sync.
+//! stream was heading, or goes back, is taken for a splice — but only when it is also
+//! more than 10 s away from where the file as a whole is (the furthest DTS of any video
+//! or audio stream): a stream that merely stopped for a while (a dropout) is not moved.
+//! Each stream keeps its own correction, so packets of the old clock that arrive after
+//! another stream has crossed the splice are still placed right; other streams (subtitles)
+//! follow the latest correction.
 //!
 //! The probe measures the duration this way when the declared one does not fit the
 //! file; the demuxer applies the same correction to the packets it sends on.
@@ -26,17 +30,35 @@ const BACK_US: i64 = 100_000;
 /// Keeps the timestamps of one file continuous across jumps.
 pub(crate) struct Continuity {
     enabled: bool,
-    /// Added to every timestamp read, in µs.
+    /// The latest correction, in µs: for streams not watched, and streams seen first.
     offset: i64,
-    /// Per watched stream: the DTS expected next and the last DTS seen, in µs.
-    next: HashMap<usize, (i64, i64)>,
+    /// Per watched stream: its correction, the DTS expected next and the last DTS
+    /// seen (corrected), in µs.
+    streams: HashMap<usize, Track>,
     /// Jumps corrected so far.
     pub jumps: u32,
 }
 
+#[derive(Clone, Copy)]
+struct Track {
+    offset: i64,
+    next: i64,
+    last: i64,
+}
+
 impl Continuity {
     pub fn new(ictx: &ff::format::context::Input) -> Continuity {
-        Continuity { enabled: libav::allows_timestamp_jumps(ictx), offset: 0, next: HashMap::new(), jumps: 0 }
+        Continuity {
+            enabled: libav::allows_timestamp_jumps(ictx),
+            offset: 0,
+            streams: HashMap::new(),
+            jumps: 0,
+        }
+    }
+
+    /// Where the file is: the furthest DTS of the watched streams (corrected), in µs.
+    fn clock(&self) -> Option<i64> {
+        self.streams.values().map(|t| t.last).max()
     }
 
     /// Moves `packet` (of stream `index`, time base `tb`) by the correction so far, and
@@ -45,25 +67,34 @@ impl Continuity {
         if !self.enabled {
             return;
         }
-        if self.offset != 0 {
-            shift(packet, self.offset.rescale(TIME_BASE, tb));
-        }
-        let Some(ts) = packet.dts().or(packet.pts()) else { return };
         if !watched {
+            if self.offset != 0 {
+                shift(packet, self.offset.rescale(TIME_BASE, tb));
+            }
             return;
         }
-        let mut t = ts.rescale(tb, TIME_BASE);
-        if let Some(&(next, last)) = self.next.get(&index) {
-            let delta = t - next;
-            if !(-JUMP_US..=JUMP_US).contains(&delta) || t + BACK_US < last {
-                self.offset -= delta;
-                self.jumps += 1;
-                shift(packet, -delta.rescale(TIME_BASE, tb));
+        let Some(ts) = packet.dts().or(packet.pts()) else { return };
+        let clock = self.clock();
+        let track = self.streams.get(&index).copied();
+        let offset = track.map_or(self.offset, |t| t.offset);
+        let mut t = ts.rescale(tb, TIME_BASE).saturating_add(offset);
+        let mut offset = offset;
+        if let (Some(track), Some(clock)) = (track, clock) {
+            let delta = t.saturating_sub(track.next);
+            let off_course = !(-JUMP_US..=JUMP_US).contains(&delta) || t + BACK_US < track.last;
+            let off_clock = !(-JUMP_US..=JUMP_US).contains(&t.saturating_sub(clock));
+            if off_course && off_clock {
+                offset = offset.saturating_sub(delta);
                 t -= delta;
+                self.offset = offset;
+                self.jumps += 1;
             }
         }
+        if offset != 0 {
+            shift(packet, offset.rescale(TIME_BASE, tb));
+        }
         let duration = packet.duration().max(0).rescale(tb, TIME_BASE);
-        self.next.insert(index, (t + duration, t));
+        self.streams.insert(index, Track { offset, next: t.saturating_add(duration), last: t });
     }
 }
 
@@ -102,14 +133,19 @@ pub(crate) fn measure(path: &Path, limit: u64) -> Result<Span> {
     let (mut first, mut end) = (i64::MAX, i64::MIN);
     let mut bytes = 0u64;
     let mut packet = ff::Packet::empty();
+    let mut bad_reads = 0u32;
     let complete = loop {
         if bytes >= limit {
             break false;
         }
         match packet.read(&mut ictx) {
-            Ok(()) => {}
+            Ok(()) => bad_reads = 0,
             Err(ff::Error::Eof) => break true,
-            Err(ff::Error::InvalidData) => continue,
+            // A damaged stretch: resynchronise on the next read, unless nothing follows.
+            Err(ff::Error::InvalidData) if bad_reads < 1000 => {
+                bad_reads += 1;
+                continue;
+            }
             Err(e) => return Err(Error::Ffmpeg { op: "reading a packet", path: path.into(), source: e }),
         }
         let index = packet.stream();
@@ -140,15 +176,16 @@ pub(crate) fn checked_duration(path: &Path, declared: f64, file_size: u64) -> Re
         return Ok(sample.seconds);
     }
     // The duration the file's size gives at the rate of its first megabytes; a declared
-    // duration far from it (half or twice) spans a jump, or the file is truncated: read
-    // it all (a demux without decoding, at disk speed).
+    // duration far from it (by 30%) spans a jump, or the file is truncated: read it all
+    // (a demux without decoding, at disk speed). A jump that this misses is measured by
+    // the transcode itself, which then verifies against the length it read.
     let expected = if sample.seconds > 0.0 {
         sample.seconds * file_size as f64 / sample.bytes.max(1) as f64
     } else {
         0.0
     };
     let plausible =
-        declared > 0.0 && expected > 0.0 && declared < 2.0 * expected && declared > expected / 2.0;
+        declared > 0.0 && expected > 0.0 && declared < 1.3 * expected && declared > expected / 1.3;
     if sample.jumps == 0 && plausible {
         return Ok(declared);
     }

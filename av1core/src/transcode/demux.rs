@@ -75,6 +75,8 @@ impl SrtTrack {
 }
 
 /// Consecutive unreadable packets after which the file is declared corrupt.
+/// Returns the media's length as read when its clock jumped (the declared one is then
+/// meaningless), else `None`.
 const MAX_BAD_READS: u32 = 1000;
 
 #[expect(clippy::too_many_arguments, reason = "one channel per downstream stage")]
@@ -88,7 +90,7 @@ pub(crate) fn run(
     mux: Sender<Outgoing>,
     declared_duration: f64,
     stop: &AtomicBool,
-) -> Result<()> {
+) -> Result<Option<f64>> {
     let start = libav::start_time(&ictx);
     let start = if start == ff::ffi::AV_NOPTS_VALUE { 0 } else { start };
     let time_bases: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
@@ -153,24 +155,20 @@ pub(crate) fn run(
         }
     }
     // A file that ends well before the duration its header declares was cut short:
-    // say so now, rather than let verification find a short output.
+    // say so now, rather than let verification find a short output. A file whose clock
+    // jumped declares a duration that spans the jumps: its length is the one read here.
     let tolerance = (declared_duration * 0.01).max(0.5);
-    if declared_duration > 0.0 && last_end + tolerance < declared_duration {
-        let jumps = match continuity.jumps {
-            0 => String::new(),
-            1 => " (its clock jumps once)".to_string(),
-            n => format!(" (its clock jumps {n} times)"),
-        };
+    if continuity.jumps == 0 && declared_duration > 0.0 && last_end + tolerance < declared_duration {
         return Err(Error::Corrupt {
             path: input.into(),
             what: format!(
-                "the media ends at {last_end:.2} s but the file declares {declared_duration:.2} s{jumps}: it is truncated"
+                "the media ends at {last_end:.2} s but the file declares {declared_duration:.2} s: it is truncated"
             ),
         });
     }
     let ended = video.send(Msg::End).is_ok() && audio.as_ref().is_none_or(|a| a.send(Msg::End).is_ok());
     if ended {
-        Ok(())
+        Ok((continuity.jumps > 0).then_some(last_end))
     } else {
         Err(stopped())
     }

@@ -119,6 +119,8 @@ impl Setup {
                         .map_err(fail("adding a stream"))?;
                     ost.set_parameters(ist.parameters());
                     libav::clear_codec_tag(&mut ost);
+                    // A copied second video keeps its pixel shape (the muxer reads the stream's).
+                    libav::set_sample_aspect_ratio(&mut ost, libav::sample_aspect_ratio(&ist));
                     ost.set_time_base(ist.time_base());
                     carry_stream_tags(&ist, &mut ost);
                     routes.insert(sp.index, Route::Copy(out_index));
@@ -207,6 +209,26 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often the cancel flag is looked at while no packet arrives.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
+/// The muxer refuses a stream whose DTS goes back or repeats (a damaged source, a copied
+/// stream around a splice): such a packet is moved just after the previous one, as the
+/// `ffmpeg` program does, instead of failing the whole file. Our own streams are
+/// strictly increasing already.
+fn keep_increasing(packet: &mut ff::Packet, last: &mut Option<i64>) {
+    let Some(dts) = packet.dts() else { return };
+    let dts = match *last {
+        Some(l) if dts <= l => {
+            let moved = l + 1;
+            packet.set_dts(Some(moved));
+            if packet.pts().is_some_and(|p| p < moved) {
+                packet.set_pts(Some(moved));
+            }
+            moved
+        }
+        _ => dts,
+    };
+    *last = Some(dts);
+}
+
 /// Writes packets until every sender is done (video packets also go to the check
 /// stage); returns the number of video frames.
 #[expect(clippy::too_many_arguments, reason = "the mux is where every stage ends")]
@@ -226,6 +248,7 @@ pub(crate) fn write(
     let mut bytes = 0u64;
     let mut media_time = 0f64;
     let out_tbs: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
+    let mut last_dts: Vec<Option<i64>> = vec![None; out_tbs.len()];
     loop {
         if cancel.load(Ordering::Relaxed) {
             stop.store(true, Ordering::Relaxed);
@@ -254,6 +277,7 @@ pub(crate) fn write(
         packet.set_stream(stream);
         packet.set_position(-1);
         packet.rescale_ts(time_base, out_tbs[stream]);
+        keep_increasing(&mut packet, &mut last_dts[stream]);
         packet.write_interleaved(&mut octx).map_err(Error::ffmpeg("writing a packet", temp))?;
 
         // The first frame is reported at once (an encode has visibly started), then

@@ -17,7 +17,9 @@ use ffmpeg_next as ff;
 
 use crate::error::{Error, Result};
 
-/// A filter chain for the pictures of one video stream.
+/// A filter chain for the pictures of one video stream, applied to them as decoded
+/// (before any pixel-format conversion, which would lose the interlacing flags and mix
+/// the two fields' chroma).
 pub(crate) struct PictureFilter {
     chain: String,
     /// The graph, built for the current pictures' format and size.

@@ -39,12 +39,12 @@ pub(crate) fn decode(
 ) -> Result<u64> {
     let vp = &plan.video;
     let target = if vp.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
-    // Converted at the stored size, then deinterlaced and turned upright when needed.
-    let (width, height) =
-        if matches!(vp.rotation, 90 | 270) { (vp.height, vp.width) } else { (vp.width, vp.height) };
-    let mut conv = Converter { scaler: None, target, width, height };
+    // Deinterlaced and turned upright first, as decoded (the fields are still apart
+    // before any chroma conversion), then converted at the planned size.
+    let mut conv = Converter { scaler: None, target, width: vp.width, height: vp.height };
     let mut filter = PictureFilter::new(vp.deinterlace, vp.rotation);
-    let mut send = |frame: ff::frame::Video, pts: i64| -> Result<()> {
+    let mut send = |mut frame: ff::frame::Video, pts: i64| -> Result<()> {
+        let frame = conv.convert(&mut frame, input)?;
         tx.send(Msg::Item(Frame { frame, pts })).map_err(|_| super::stopped("video decode"))
     };
     let mut stamps = Stamps::new(vp.frame_rate, time_base);
@@ -62,10 +62,9 @@ pub(crate) fn decode(
                 Err(e) => return Err(Error::Ffmpeg { op: "decoding video", path: input.into(), source: e }),
             }
             let pts = stamps.next(decoded.timestamp());
-            let mut frame = conv.convert(&mut decoded, input)?;
             match filter.as_mut() {
-                Some(f) => f.push(&mut frame, pts, input, &mut send)?,
-                None => send(frame, pts)?,
+                Some(f) => f.push(&mut decoded, pts, input, &mut send)?,
+                None => send(std::mem::replace(&mut decoded, ff::frame::Video::empty()), pts)?,
             }
         }
     };
