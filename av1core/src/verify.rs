@@ -35,6 +35,20 @@ pub fn verify(output: &Path, plan: &Plan, frames_written: Option<u64>) -> Result
     check(output, plan, plan.duration, frames_written, |main| decode_all(output, main))
 }
 
+/// [`verify`] for a result made elsewhere (a worker's upload) from `source`: when the
+/// source's clock jumps (MPEG-TS/PS cut and joined), its declared duration is
+/// meaningless and the length read from the whole source is the one to match, as the
+/// transcode itself did.
+pub fn verify_from(
+    source: &Path,
+    output: &Path,
+    plan: &Plan,
+    frames_written: Option<u64>,
+) -> Result<Verification> {
+    let duration = crate::probe::timeline::length_if_jumping(source)?.unwrap_or(plan.duration);
+    check(output, plan, duration, frames_written, |main| decode_all(output, main))
+}
+
 /// Verifies a file this library just wrote, whose video packets were decoded while it
 /// was written (`checked`): instead of decoding again, the file's packets are read back
 /// and must be exactly those that decoded (same count, same bytes by hash).

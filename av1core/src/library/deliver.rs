@@ -152,7 +152,7 @@ fn check_and_place(
         Decision::Encode(plan) => *plan,
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
     };
-    crate::verify(staged, &plan, Some(d.frames))?;
+    crate::verify::verify_from(source, staged, &plan, Some(d.frames))?;
     let facts = replace::EncodeFacts {
         encoder: d.encoder.clone(),
         fps: d.fps,

@@ -165,6 +165,19 @@ pub(crate) fn measure(path: &Path, limit: u64) -> Result<Span> {
     Ok(Span { seconds, bytes, jumps: continuity.jumps, complete })
 }
 
+/// The length of `path` read packet by packet when its format allows clock jumps and
+/// its clock does jump; `None` otherwise (the declared duration stands). Reads the whole
+/// file in that case.
+pub(crate) fn length_if_jumping(path: &Path) -> Result<Option<f64>> {
+    let ictx = ff::format::input(&path).map_err(Error::ffmpeg("opening the container", path))?;
+    if !libav::allows_timestamp_jumps(&ictx) {
+        return Ok(None);
+    }
+    drop(ictx);
+    let span = measure(path, u64::MAX)?;
+    Ok((span.jumps > 0).then_some(span.seconds))
+}
+
 /// How much of a file is read to judge whether its declared duration can be trusted.
 const SAMPLE_BYTES: u64 = 32 << 20;
 
