@@ -778,3 +778,62 @@ fn a_hole_in_the_sound_keeps_sound_and_picture_together() {
         }
     }
 }
+
+/// HDR10+ (dynamic metadata on every picture, SMPTE ST 2094-40) cannot be carried into
+/// AV1 here: such a file is skipped as "dynamic HDR", not failed, unless the setting
+/// asks for its HDR10 base layer, which is then encoded as HDR (PQ, BT.2020, 10-bit).
+#[test]
+fn hdr10_plus_is_skipped_as_dynamic_hdr_unless_the_base_layer_is_asked_for() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=24:d=1",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=error:bframes=0:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+            "-f",
+            "hevc",
+            "base.hevc",
+        ],
+    );
+    let plus = add_hdr10plus_sei(&std::fs::read(dir.join("base.hevc")).unwrap());
+    std::fs::write(dir.join("plus.hevc"), plus).unwrap();
+    ffmpeg(
+        dir,
+        &["-r", "24", "-i", "plus.hevc", "-c", "copy", "-bsf:v", "setts=ts=N/(24*TB)", "hdr10plus.mkv"],
+    );
+    let input = dir.join("hdr10plus.mkv");
+    // ffprobe (independently) sees the dynamic metadata on the pictures.
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame_side_data=side_data_type"])
+        .args(["-read_intervals", "%+#1", "-of", "compact"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SMPTE2094-40"), "the fixture carries HDR10+");
+
+    let info = av1core::probe(&input).unwrap();
+    assert_eq!(info.hdr.kind, av1core::probe::HdrKind::Hdr10Plus);
+    match av1core::plan(&info, &fast()).unwrap() {
+        av1core::Decision::Skip { reason, .. } => assert_eq!(reason, av1core::SkipReason::DynamicHdr),
+        d => panic!("expected a dynamic-HDR skip, got {d:?}"),
+    }
+    let settings = av1core::Settings { dynamic_hdr_base_layer: true, ..fast() };
+    let output = dir.join("base-layer.mkv");
+    let report = transcode(&input, &output, &settings);
+    assert_eq!(report.frames, 24);
+    let v = &streams(&ffprobe(&output), "video")[0].clone();
+    assert_eq!(
+        (v["color_transfer"].as_str(), v["color_primaries"].as_str()),
+        (Some("smpte2084"), Some("bt2020"))
+    );
+    assert_eq!(v["pix_fmt"], "yuv420p10le");
+}

@@ -185,6 +185,87 @@ pub fn crossings_at(samples: &[i16], seconds: f64) -> usize {
     samples[start..start + 960].windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
 }
 
+/// Inserts an HDR10+ (SMPTE ST 2094-40) SEI message before every picture of an HEVC
+/// Annex B stream, as HDR10+ encoders do: a prefix SEI NAL carrying ITU-T T.35 user
+/// data (country 0xB5, provider 0x003C, oriented code 1, application 4) with one window's
+/// dynamic metadata. x265 as Debian builds it ignores `dhdr10-info`, hence this.
+pub fn add_hdr10plus_sei(annex_b: &[u8]) -> Vec<u8> {
+    struct Bits(Vec<u8>);
+    impl Bits {
+        fn put(&mut self, value: u32, n: u32) {
+            for b in (0..n).rev() {
+                self.0.push(((value >> b) & 1) as u8);
+            }
+        }
+        fn bytes(mut self) -> Vec<u8> {
+            while !self.0.len().is_multiple_of(8) {
+                self.0.push(0);
+            }
+            self.0.chunks(8).map(|c| c.iter().fold(0u8, |a, b| (a << 1) | b)).collect()
+        }
+    }
+    let mut w = Bits(Vec::new());
+    w.put(1, 8); // application_version
+    w.put(1, 2); // num_windows
+    w.put(400, 27); // targeted_system_display_maximum_luminance
+    w.put(0, 1); // targeted_system_display_actual_peak_luminance_flag
+    for v in [1000, 1000, 1000] {
+        w.put(v, 17); // maxscl
+    }
+    w.put(100, 17); // average_maxrgb
+    w.put(1, 4); // num_distribution_maxrgb_percentiles
+    w.put(50, 7); // distribution_maxrgb_percentage
+    w.put(8, 17); // distribution_maxrgb_percentile
+    w.put(0, 10); // fraction_bright_pixels
+    w.put(0, 1); // mastering_display_actual_peak_luminance_flag
+    w.put(0, 1); // tone_mapping_flag
+    w.put(0, 1); // color_saturation_mapping_flag
+    let mut t35 = vec![0xB5, 0x00, 0x3C, 0x00, 0x01, 0x04];
+    t35.extend(w.bytes());
+    // sei_message: payload type 4 (registered ITU-T T.35), size, payload, trailing bits.
+    let mut rbsp = vec![4, t35.len() as u8];
+    rbsp.extend(&t35);
+    rbsp.push(0x80);
+    let mut sei = vec![39 << 1, 1]; // prefix SEI NAL header
+    let mut zeros = 0;
+    for b in rbsp {
+        if zeros >= 2 && b <= 3 {
+            sei.push(3); // emulation prevention
+            zeros = 0;
+        }
+        sei.push(b);
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+    // NAL units between start codes (00 00 01; a leading zero of 00 00 00 01 is trimmed).
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= annex_b.len() {
+        if annex_b[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let mut e = starts.get(k + 1).map_or(annex_b.len(), |n| n - 3);
+        while e > s && annex_b[e - 1] == 0 {
+            e -= 1;
+        }
+        let nal = &annex_b[s..e];
+        let kind = (nal[0] >> 1) & 0x3f;
+        // The first slice of a picture (first_slice_segment_in_pic_flag).
+        if kind <= 21 && nal.len() > 2 && nal[2] & 0x80 != 0 {
+            out.extend([0, 0, 0, 1]);
+            out.extend(&sei);
+        }
+        out.extend([0, 0, 0, 1]);
+        out.extend(nal);
+    }
+    out
+}
+
 pub const SRT: &str =
     "1\n00:00:00,200 --> 00:00:00,900\nHello there\n\n2\n00:00:01,000 --> 00:00:01,800\nSecond line\n";
 
