@@ -372,7 +372,10 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
                         let table = settings.tables.audio_kbps(u32::from(a.channels)) * 1000;
                         let floor = 12_000 * u32::from(a.channels);
                         let bitrate = if source_bps > 0 { table.min(source_bps.max(floor)) } else { table };
-                        StreamAction::EncodeOpus { bitrate, channels: a.channels }
+                        // The bit rate is the source's channels'; added silent channels cost nothing.
+                        let channels =
+                            crate::encode::opus::channels_for(a.mask, usize::from(a.channels)) as u16;
+                        StreamAction::EncodeOpus { bitrate, channels }
                     }
                 }
                 (StreamKind::Subtitle, _) if MKV_SUBTITLES.contains(&s.codec.as_str()) => StreamAction::Copy,
@@ -450,7 +453,7 @@ mod tests {
             index,
             StreamKind::Audio,
             codec,
-            StreamDetail::Audio(AudioInfo { channels, layout: String::new(), sample_rate: 48_000 }),
+            StreamDetail::Audio(AudioInfo { channels, mask: 0, layout: String::new(), sample_rate: 48_000 }),
         );
         s.bit_rate = bit_rate;
         s

@@ -139,6 +139,8 @@ impl VideoInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioInfo {
     pub channels: u16,
+    /// FFmpeg's native channel mask (which speakers), 0 when the layout is not native.
+    pub mask: u64,
     /// `stereo`, `5.1(side)`, `7.1`...
     pub layout: String,
     pub sample_rate: u32,
@@ -321,8 +323,8 @@ fn stream_info(st: &ff::format::stream::Stream<'_>) -> StreamInfo {
             )
         }
         Medium::Audio => {
-            let (channels, sample_rate, _mask, layout) = libav::audio_params(&params);
-            (StreamKind::Audio, StreamDetail::Audio(AudioInfo { channels, layout, sample_rate }))
+            let (channels, sample_rate, mask, layout) = libav::audio_params(&params);
+            (StreamKind::Audio, StreamDetail::Audio(AudioInfo { channels, mask, layout, sample_rate }))
         }
         Medium::Subtitle => (
             StreamKind::Subtitle,

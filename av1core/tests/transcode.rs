@@ -837,3 +837,43 @@ fn hdr10_plus_is_skipped_as_dynamic_hdr_unless_the_base_layer_is_asked_for() {
     );
     assert_eq!(v["pix_fmt"], "yuv420p10le");
 }
+
+/// 2.1 sound (left 440 Hz, right 660 Hz, LFE 80 Hz): Opus has no three-channel layout
+/// with an LFE, so the track becomes 5.1 with silent centre and surrounds — the LFE is
+/// kept on its own channel, not mixed away.
+#[test]
+fn an_lfe_without_a_surround_layout_is_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ffmpeg(
+        dir,
+        &[
+            "-f", "lavfi", "-i", "testsrc2=s=160x120:r=24:d=1", "-filter_complex",
+            "sine=f=440:d=1[a];sine=f=660:d=1[b];sine=f=80:d=1[c];[a][b][c]join=inputs=3:channel_layout=2.1:map=0.0-FL|1.0-FR|2.0-LFE[o]",
+            "-map", "0:v", "-map", "[o]", "-c:v", "libx264", "-c:a", "ac3", "-shortest", "in.mkv",
+        ],
+    );
+    let input = dir.join("in.mkv");
+    let output = dir.join("out.mkv");
+    transcode(&input, &output, &fast());
+    let a = &streams(&ffprobe(&output), "audio")[0].clone();
+    assert_eq!((a["channels"].as_u64(), a["channel_layout"].as_str()), (Some(6), Some("5.1")));
+    let pcm = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&output)
+        .args(["-map", "0:a", "-ar", "48000", "-f", "s16le", "-c:a", "pcm_s16le", "-"])
+        .output()
+        .unwrap()
+        .stdout;
+    let samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    // Zero crossings per channel over 0.1 s from 0.1 s: 2 × 0.1 × f (0 for silence).
+    let crossings = |channel: usize| {
+        let ch: Vec<i16> = samples.iter().skip(channel).step_by(6).skip(4800).take(4800).copied().collect();
+        ch.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
+    };
+    // FFmpeg's 5.1 order: FL FR FC LFE BL BR.
+    let found: Vec<usize> = (0..6).map(crossings).collect();
+    for (channel, want) in [(0, 88), (1, 132), (2, 0), (3, 16), (4, 0), (5, 0)] {
+        assert!(found[channel].abs_diff(want) <= 2, "channel {channel}: {found:?}");
+    }
+}

@@ -54,6 +54,28 @@ pub fn layout_mask(channels: usize) -> u64 {
     }
 }
 
+/// How many channels the Opus track gets for a source with these speakers (`mask`, FFmpeg's
+/// native mask) and `count` channels: the smallest canonical layout that holds every
+/// source speaker (side and back pairs standing for each other), so that nothing is mixed
+/// away — 2.1 and 3.1 become 5.1 with silent channels rather than losing their LFE. A
+/// layout no canonical one holds (or an unknown one) keeps its count.
+pub fn channels_for(mask: u64, count: usize) -> usize {
+    use ffmpeg_next::ffi::*;
+    let side = AV_CH_SIDE_LEFT | AV_CH_SIDE_RIGHT;
+    let back = AV_CH_BACK_LEFT | AV_CH_BACK_RIGHT;
+    // 5.1(side), quad(side)... name the same speakers as their back versions.
+    let as_back = if mask & side == side && mask & back == 0 { (mask & !side) | back } else { mask };
+    if mask == 0 || mask.count_ones() as usize != count {
+        return count;
+    }
+    (count.max(1)..=MAX_CHANNELS)
+        .find(|&n| {
+            let c = layout_mask(n);
+            mask & !c == 0 || as_back & !c == 0
+        })
+        .unwrap_or(count)
+}
+
 /// Largest channel count Opus carries here (mapping family 1).
 pub const MAX_CHANNELS: usize = 8;
 
@@ -149,6 +171,22 @@ impl OpusEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_speaker_finds_a_place_and_nothing_is_mixed_away() {
+        use ffmpeg_next::ffi::*;
+        let lfe = AV_CH_LOW_FREQUENCY;
+        assert_eq!(channels_for(AV_CH_LAYOUT_MONO, 1), 1);
+        assert_eq!(channels_for(AV_CH_LAYOUT_STEREO, 2), 2);
+        assert_eq!(channels_for(AV_CH_LAYOUT_5POINT1, 6), 6, "5.1(side) is 5.1");
+        assert_eq!(channels_for(AV_CH_LAYOUT_7POINT1, 8), 8);
+        assert_eq!(channels_for(AV_CH_LAYOUT_STEREO | lfe, 3), 6, "2.1 keeps its LFE in 5.1");
+        assert_eq!(channels_for(AV_CH_LAYOUT_SURROUND | lfe, 4), 6, "3.1 too");
+        assert_eq!(channels_for(AV_CH_LAYOUT_4POINT1, 5), 7, "4.1 (back centre) in 6.1");
+        assert_eq!(channels_for(AV_CH_LAYOUT_2_2, 4), 4, "quad(side) is quad");
+        assert_eq!(channels_for(0, 3), 3, "unknown layouts keep their count");
+        assert_eq!(channels_for(AV_CH_LAYOUT_STEREO_DOWNMIX, 2), 2);
+    }
 
     #[test]
     fn head_for_stereo_and_surround() {
