@@ -802,6 +802,10 @@ impl Drop for Resampler {
     }
 }
 
+/// Consecutive unreadable packets (libavformat resynchronises after a damaged stretch)
+/// after which a reader gives up on a file.
+pub const MAX_BAD_READS: u32 = 1000;
+
 /// Whether the container format allows timestamp discontinuities (`AVFMT_TS_DISCONT`:
 /// MPEG transport and program streams).
 pub fn allows_timestamp_jumps(ictx: &ffmpeg_next::format::context::Input) -> bool {

@@ -123,8 +123,7 @@ pub struct VideoInfo {
 impl VideoInfo {
     /// Width over height as displayed (pixel shape applied).
     pub fn display_aspect(&self) -> f64 {
-        let (n, d) = self.sample_aspect;
-        f64::from(self.width) * f64::from(n.max(1)) / (f64::from(self.height.max(1)) * f64::from(d.max(1)))
+        display_aspect(self.width, self.height, self.sample_aspect)
     }
 
     pub fn fps(&self) -> f64 {
@@ -251,6 +250,11 @@ pub fn probe(path: &Path) -> Result<MediaInfo> {
 fn pick_main_video(streams: &[StreamInfo]) -> Option<usize> {
     let candidates = || streams.iter().filter(|s| s.kind == StreamKind::Video && !s.attached_pic);
     candidates().find(|s| s.default).or_else(|| candidates().next()).map(|s| s.index)
+}
+
+/// Width over height of `width` × `height` pixels shaped `sample_aspect` (width:height).
+pub fn display_aspect(width: u32, height: u32, (n, d): (u32, u32)) -> f64 {
+    f64::from(width) * f64::from(n.max(1)) / (f64::from(height.max(1)) * f64::from(d.max(1)))
 }
 
 /// How long one stream lasts, when the container says: its duration field, else the

@@ -110,8 +110,7 @@ fn check(
     // stored in whole pixels, hence a small tolerance.
     let vp = &plan.video;
     if let Some((_, v)) = info.video() {
-        let want = f64::from(vp.width) * f64::from(vp.sample_aspect.0.max(1))
-            / (f64::from(vp.height.max(1)) * f64::from(vp.sample_aspect.1.max(1)));
+        let want = probe::display_aspect(vp.width, vp.height, vp.sample_aspect);
         let got = v.display_aspect();
         if (got / want - 1.0).abs() > 0.005 {
             problems.push(format!("displayed at {got:.4}:1, source {want:.4}:1"));

@@ -592,13 +592,7 @@ fn interlaced_video_is_deinterlaced() {
     // Mean over frames of |2·line − line above − line below| on odd lines, per 1000 samples.
     let combing = |path: &std::path::Path| -> f64 {
         let (w, h) = (320usize, 240usize);
-        let luma = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(path)
-            .args(["-map", "0:v", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-            .output()
-            .unwrap()
-            .stdout;
+        let luma = decode_raw(path, &["-map", "0:v", "-f", "rawvideo", "-pix_fmt", "gray"]);
         let frames: Vec<&[u8]> = luma.chunks_exact(w * h).collect();
         let per_frame = |f: &[u8]| -> f64 {
             (1..h - 1)
@@ -858,14 +852,7 @@ fn an_lfe_without_a_surround_layout_is_kept() {
     transcode(&input, &output, &fast());
     let a = &streams(&ffprobe(&output), "audio")[0].clone();
     assert_eq!((a["channels"].as_u64(), a["channel_layout"].as_str()), (Some(6), Some("5.1")));
-    let pcm = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&output)
-        .args(["-map", "0:a", "-ar", "48000", "-f", "s16le", "-c:a", "pcm_s16le", "-"])
-        .output()
-        .unwrap()
-        .stdout;
-    let samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let samples = s16(&decode_raw(&output, &["-map", "0:a", "-ar", "48000", "-f", "s16le"]));
     // Zero crossings per channel over 0.1 s from 0.1 s: 2 × 0.1 × f (0 for silence).
     let crossings = |channel: usize| {
         let ch: Vec<i16> = samples.iter().skip(channel).step_by(6).skip(4800).take(4800).copied().collect();

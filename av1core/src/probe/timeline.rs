@@ -81,11 +81,11 @@ impl Continuity {
         let mut offset = offset;
         if let (Some(track), Some(clock)) = (track, clock) {
             let delta = t.saturating_sub(track.next);
-            let off_course = !(-JUMP_US..=JUMP_US).contains(&delta) || t + BACK_US < track.last;
+            let off_course = !(-JUMP_US..=JUMP_US).contains(&delta) || t.saturating_add(BACK_US) < track.last;
             let off_clock = !(-JUMP_US..=JUMP_US).contains(&t.saturating_sub(clock));
             if off_course && off_clock {
                 offset = offset.saturating_sub(delta);
-                t -= delta;
+                t = track.next;
                 self.offset = offset;
                 self.jumps += 1;
             }
@@ -100,10 +100,10 @@ impl Continuity {
 
 fn shift(packet: &mut ff::Packet, by: i64) {
     if let Some(p) = packet.pts() {
-        packet.set_pts(Some(p + by));
+        packet.set_pts(Some(p.saturating_add(by)));
     }
     if let Some(d) = packet.dts() {
-        packet.set_dts(Some(d + by));
+        packet.set_dts(Some(d.saturating_add(by)));
     }
 }
 
@@ -142,7 +142,7 @@ pub(crate) fn measure(path: &Path, limit: u64) -> Result<Span> {
             Ok(()) => bad_reads = 0,
             Err(ff::Error::Eof) => break true,
             // A damaged stretch: resynchronise on the next read, unless nothing follows.
-            Err(ff::Error::InvalidData) if bad_reads < 1000 => {
+            Err(ff::Error::InvalidData) if bad_reads < libav::MAX_BAD_READS => {
                 bad_reads += 1;
                 continue;
             }
@@ -158,10 +158,11 @@ pub(crate) fn measure(path: &Path, limit: u64) -> Result<Span> {
         if let Some(t) = packet.pts().or(packet.dts()) {
             let start = t.rescale(tb, TIME_BASE);
             first = first.min(start);
-            end = end.max(start + packet.duration().max(0).rescale(tb, TIME_BASE));
+            end = end.max(start.saturating_add(packet.duration().max(0).rescale(tb, TIME_BASE)));
         }
     };
-    let seconds = if end > first { (end - first) as f64 / f64::from(ff::ffi::AV_TIME_BASE) } else { 0.0 };
+    let seconds =
+        if end > first { end.saturating_sub(first) as f64 / f64::from(ff::ffi::AV_TIME_BASE) } else { 0.0 };
     Ok(Span { seconds, bytes, jumps: continuity.jumps, complete })
 }
 

@@ -74,11 +74,8 @@ impl SrtTrack {
     }
 }
 
-/// Consecutive unreadable packets after which the file is declared corrupt.
-/// Returns the media's length as read when its clock jumped (the declared one is then
-/// meaningless), else `None`.
-const MAX_BAD_READS: u32 = 1000;
-
+/// Reads every packet and routes it. Returns the media's length as read when its clock
+/// jumped (the declared one is then meaningless), else `None`.
 #[expect(clippy::too_many_arguments, reason = "one channel per downstream stage")]
 pub(crate) fn run(
     mut ictx: ff::format::context::Input,
@@ -109,7 +106,7 @@ pub(crate) fn run(
             Err(ff::Error::Eof) => break,
             // A damaged stretch: libavformat resynchronises on the next read, unless
             // nothing readable follows.
-            Err(ff::Error::InvalidData) if bad_reads < MAX_BAD_READS => {
+            Err(ff::Error::InvalidData) if bad_reads < libav::MAX_BAD_READS => {
                 bad_reads += 1;
                 continue;
             }

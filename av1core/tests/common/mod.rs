@@ -148,16 +148,26 @@ pub fn packet_listing(path: &Path, selector: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `ffmpeg -v error -i PATH ARGS -`: what the ffmpeg program decodes, raw, from stdout.
+pub fn decode_raw(path: &Path, args: &[&str]) -> Vec<u8> {
+    let out =
+        Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(args).arg("-").output().unwrap();
+    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Signed 16-bit little-endian samples.
+pub fn s16(bytes: &[u8]) -> Vec<i16> {
+    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
 /// The dominant colour ("red", "lime" or "blue") of the centre pixel of every picture
 /// of the first video stream, decoded by the ffmpeg program at `width` × `height`.
 pub fn centre_colours(path: &Path, width: usize, height: usize) -> Vec<&'static str> {
-    let rgb = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap()
-        .stdout;
+    let rgb = decode_raw(
+        path,
+        &["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24"],
+    );
     rgb.chunks_exact(width * height * 3)
         .map(|f| {
             let px = &f[((height / 2) * width + width / 2) * 3..][..3];
@@ -168,14 +178,7 @@ pub fn centre_colours(path: &Path, width: usize, height: usize) -> Vec<&'static 
 
 /// The first audio stream decoded by the ffmpeg program: mono, 48 kHz.
 pub fn mono_48k(path: &Path) -> Vec<i16> {
-    let pcm = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "s16le", "-"])
-        .output()
-        .unwrap()
-        .stdout;
-    pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    s16(&decode_raw(path, &["-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "s16le"]))
 }
 
 /// Zero crossings in the 20 ms of `samples` (48 kHz) from `seconds`: 2 × 0.02 × f for a
