@@ -29,6 +29,7 @@ impl Client {
             .agent
             .post(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
             .send(body.to_string().as_bytes())?;
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap_or_default();

@@ -1,5 +1,7 @@
-//! The API: `/healthz`, `/metrics` and `/api/v1/*`. Every route but `/healthz` needs the
-//! token when one is set. URLs carry ids and words, never paths.
+//! The API: `/healthz`, `/metrics` and `/api/v1/*`. Every route but `/healthz` and the
+//! page's files needs a token, the worker's or the admin's ([`crate::auth`]), checked
+//! on the front thread before anything of the body is read. URLs carry ids and words,
+//! never paths.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,8 @@ use crate::scanner::Scanner;
 pub struct State {
     pub db: PathBuf,
     pub roots: Vec<PathBuf>,
-    pub token: Option<String>,
+    pub tokens: crate::auth::Tokens,
+    pub hosts: crate::auth::Hosts,
     pub scanner: Arc<Scanner>,
     /// A lease not renewed within this is given back to the queue.
     pub lease_timeout: Duration,
@@ -87,11 +90,18 @@ pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Send
                 continue;
             }
         };
+        // Who may do what, before the body is read or the request queued anywhere.
+        if let Some((status, message)) =
+            crate::auth::refuse(&request, &state.hosts, state.tokens.role_of(&request))
+        {
+            http::refuse(request, Reply::error(status, message));
+            continue;
+        }
         let events = request.url().split('?').next() == Some("/api/v1/events");
         let Some(request) = (if events { Some(request) } else { to_bulk_lane(request, bulk) }) else {
             continue;
         };
-        if events && http::authorized(&request, state.token.as_deref()) {
+        if events {
             let state = Arc::clone(state);
             let spawned = std::thread::Builder::new()
                 .name("events".into())
@@ -139,15 +149,7 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             return http::send(request, asset);
         }
     }
-    if !http::authorized(&request, state.token.as_deref()) {
-        return http::send(
-            request,
-            Reply::error(401, "missing or wrong token (Authorization: Bearer TOKEN)"),
-        );
-    }
-    if (&method, path) == (&Method::Get, "/api/v1/events") {
-        return crate::ui::events(request, state);
-    }
+    // Past this point the front thread has let the caller in (crate::auth::refuse).
     // Transfers stream (constant memory, no body limit but the file's own).
     match (&method, by_id(path)) {
         (Method::Get, Some(("jobs", id, "source"))) => {
@@ -370,7 +372,7 @@ fn now_ms() -> i64 {
 }
 
 /// `/api/v1/{kind}/{id}/{action}` with a numeric id.
-fn by_id(path: &str) -> Option<(&str, i64, &str)> {
+pub fn by_id(path: &str) -> Option<(&str, i64, &str)> {
     let mut parts = path.strip_prefix("/api/v1/")?.split('/');
     let (kind, id, action) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {

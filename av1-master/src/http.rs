@@ -1,7 +1,6 @@
-//! HTTP plumbing on `tiny_http`: the listener, bounded request bodies, bearer-token
-//! checks in constant time, query strings, JSON replies.
+//! HTTP plumbing on `tiny_http`: the listener (bounded connections), bounded request
+//! bodies, refusals that leave the body unread, query strings, JSON replies.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,6 +15,33 @@ pub const MAX_BODY: u64 = 1 << 20;
 /// closed; workers call every few seconds, event streams only write.
 pub const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Raises the soft limit of open files to the hard one (systemd and many container
+/// runtimes start services at 1024), so connections, the queue's files and transfers
+/// have room; [`listen`] sizes its connection limits from the result.
+pub fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("could not raise the open-files limit: {e}");
+        }
+    }
+}
+
+/// Most connections open at once from one client address (a worker holds two or
+/// three; a page a few).
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+
+/// Most connections open at once overall: each takes two descriptors; a quarter of
+/// the open-files limit (at least 256) stays for the queue's files, transfers and the
+/// encoder, and never more than 4096.
+fn max_connections() -> usize {
+    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+    let files = usize::try_from(files).unwrap_or(usize::MAX);
+    (files.saturating_sub((files / 4).max(256)) / 2).clamp(16, 4096)
+}
+
 /// Binds `addr` (accepted connections inherit TCP_NODELAY).
 pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
@@ -24,6 +50,9 @@ pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
     // seconds). Accepted connections get them instead (our patch of tiny_http), and
     // slow clients can hold at most the bulk lane meanwhile (api::serve).
     tiny_http::set_connection_timeout(Some(CONNECTION_TIMEOUT));
+    let total = max_connections();
+    tiny_http::set_connection_limits(total, MAX_CONNECTIONS_PER_ADDRESS);
+    tracing::info!("at most {total} connections at once, {MAX_CONNECTIONS_PER_ADDRESS} from one address");
     // No Nagle delay: a reply written in two parts (headers, body) must not wait for
     // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
     rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;
@@ -58,37 +87,56 @@ impl Reply {
 pub fn send(request: Request, reply: Reply) {
     let header = Header::from_bytes("Content-Type", reply.content_type).expect("static header");
     let nosniff = Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header");
+    // The page loads nothing from elsewhere, runs no inline script, and is never framed.
+    let csp = Header::from_bytes("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+        .expect("static header");
     let response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(header)
-        .with_header(nosniff);
+        .with_header(nosniff)
+        .with_header(csp);
     let _ = request.respond(response);
 }
 
-/// Whether the request carries `Authorization: Bearer TOKEN` (compared in constant time).
-pub fn authorized(request: &Request, token: Option<&str>) -> bool {
-    let Some(token) = token else { return true };
-    request.headers().iter().any(|h| {
-        h.field.equiv("Authorization")
-            && h.value.as_str().strip_prefix("Bearer ").is_some_and(|given| {
-                constant_time_eq::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
-            })
-    })
+/// Answers a request refused before its body was read: the body stays unread (no
+/// thread spends time draining it) and the connection closes after the reply.
+pub fn refuse(mut request: Request, reply: Reply) {
+    request.discard_body();
+    let header = |k: &str, v: &str| Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header");
+    let response = Response::from_data(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header("Content-Type", reply.content_type))
+        .with_header(header("Connection", "close"));
+    let _ = request.respond(response);
 }
 
-/// The request body, refused (413) beyond `limit` bytes.
+/// How long a JSON body may take to arrive, all of it (each read has its own
+/// [`CONNECTION_TIMEOUT`] too): a client trickling bytes cannot hold a thread longer.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The request body, refused (413) beyond `limit` bytes and (408) when it takes
+/// longer than [`BODY_DEADLINE`].
 pub fn body(request: &mut Request, limit: u64) -> Result<Vec<u8>, Reply> {
     if request.body_length().is_some_and(|n| n as u64 > limit) {
         return Err(Reply::error(413, format!("request body over {limit} bytes")));
     }
+    let start = std::time::Instant::now();
     let mut buf = Vec::new();
-    request
-        .as_reader()
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Reply::error(400, format!("reading the body: {e}")))?;
-    if buf.len() as u64 > limit {
-        return Err(Reply::error(413, format!("request body over {limit} bytes")));
+    let mut piece = [0u8; 16 << 10];
+    let reader = request.as_reader();
+    loop {
+        if start.elapsed() > BODY_DEADLINE {
+            return Err(Reply::error(408, format!("the body took longer than {BODY_DEADLINE:?}")));
+        }
+        match std::io::Read::read(reader, &mut piece) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Reply::error(400, format!("reading the body: {e}"))),
+        }
+        if buf.len() as u64 > limit {
+            return Err(Reply::error(413, format!("request body over {limit} bytes")));
+        }
     }
     Ok(buf)
 }

@@ -7,6 +7,7 @@
 //! pool of HTTP threads, each with its own queue connection (WAL: readers never block).
 
 mod api;
+mod auth;
 mod http;
 mod scanner;
 mod transfer;
@@ -28,18 +29,24 @@ pub struct Config {
     /// Library directories.
     #[arg(env = "MEDIA_DIRS", value_delimiter = ',', required = true)]
     pub media_dirs: Vec<PathBuf>,
-    /// Address to listen on. Anything but loopback needs AV1_TOKEN.
+    /// Address to listen on.
     #[arg(long, env = "WEB_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
     /// Port to listen on (0: any free port, printed at start).
     #[arg(long, env = "WEB_PORT", default_value_t = 8090)]
     pub port: u16,
-    /// Shared secret: every API call must send `Authorization: Bearer TOKEN`.
-    #[arg(long, env = "AV1_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Listen beyond loopback without a token (anyone on the network controls the library).
+    /// A file holding the admin token (instead of AV1_TOKEN in the environment; never a
+    /// flag, which `ps` would show). Without either, a token is generated at first start
+    /// and kept beside the queue database (`token`, mode 0600).
+    #[arg(long, env = "AV1_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// No token at all: anyone who can reach the port controls the library.
     #[arg(long)]
     pub insecure_no_token: bool,
+    /// Host names the master answers to besides IP addresses and localhost (a LAN name,
+    /// a reverse proxy's), comma-separated: other names are refused (DNS rebinding).
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Queue database [default: $XDG_STATE_HOME/av1/master.sqlite].
     #[arg(long, env = "AV1_DB")]
     pub db: Option<PathBuf>,
@@ -108,13 +115,7 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("SVT_LOG").is_none() {
         std::env::set_var("SVT_LOG", "1");
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    av1_worker::logging::init();
     match run(Config::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -125,18 +126,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
-    if cfg.token.as_deref().is_some_and(str::is_empty) {
-        bail!("AV1_TOKEN is set but empty");
-    }
-    if !cfg.bind.is_loopback() && cfg.token.is_none() && !cfg.insecure_no_token {
-        bail!(
-            "refusing to listen on {} without AV1_TOKEN: anyone who can reach it could control the library \
-             (set AV1_TOKEN, listen on 127.0.0.1, or pass --insecure-no-token)",
-            cfg.bind
-        );
-    }
     let roots = scan::canonical_roots(&cfg.media_dirs)?;
     let db = cfg.db.clone().unwrap_or_else(default_db);
+    let tokens = tokens(&cfg, os_parent(&db))?;
+    http::raise_open_files_limit();
     let mut queue = Queue::open(&db).with_context(|| format!("opening the queue {}", db.display()))?;
     for r in replace::recover(&mut queue)? {
         tracing::info!("interrupted replacement handled at start: {r:?}");
@@ -193,7 +186,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let state = Arc::new(api::State {
         db,
         roots,
-        token: cfg.token.clone(),
+        tokens: tokens.clone(),
+        hosts: auth::Hosts::new(&cfg.allowed_hosts),
         scanner,
         lease_timeout,
         order,
@@ -215,7 +209,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     if cfg.local_worker {
         let url = format!("http://127.0.0.1:{}", addr.port());
         let args = av1_worker::remote::RemoteArgs {
-            token: cfg.token.clone(),
+            token: tokens.admin().map(|t| av1_worker::remote::Secret(t.to_owned())),
+            token_file: None,
             name: Some(format!("{}-local", rustix::system::uname().nodename().to_string_lossy())),
             path_map: Vec::new(),
             nice_level: 19,
@@ -258,6 +253,32 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     });
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin token (`AV1_TOKEN`, `--token-file`, or kept in `state_dir`) and the worker
+/// token (`AV1_WORKER_TOKEN`), read from the environment, never from a flag.
+fn tokens(cfg: &Config, state_dir: &std::path::Path) -> anyhow::Result<auth::Tokens> {
+    let env = |k: &str| std::env::var(k).ok();
+    let worker = env("AV1_WORKER_TOKEN");
+    if cfg.insecure_no_token {
+        if worker.is_some() || env("AV1_TOKEN").is_some() || cfg.token_file.is_some() {
+            bail!("--insecure-no-token and a token exclude each other");
+        }
+        tracing::warn!("--insecure-no-token: anyone who can reach this port controls the library");
+        return Ok(auth::Tokens::new(None, None));
+    }
+    let (admin, kept) = auth::admin_token(env("AV1_TOKEN"), cfg.token_file.as_deref(), state_dir)?;
+    if let Some(path) = kept {
+        tracing::info!("the admin token is in {} (give it to the web page and to workers)", path.display());
+    }
+    if worker.as_deref().is_some_and(|w| w.is_empty() || w == admin) {
+        bail!("AV1_WORKER_TOKEN must be set to something other than the admin token");
+    }
+    Ok(auth::Tokens::new(Some(admin), worker))
+}
+
+fn os_parent(p: &std::path::Path) -> &std::path::Path {
+    av1core::os::parent(p)
 }
 
 /// Every second, gives back the jobs whose lease ran out (or fails them after the

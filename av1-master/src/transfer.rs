@@ -12,12 +12,12 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use av1core::library::names;
-use av1core::library::queue::Queue;
-use av1core::os::Stamp;
+use av1core::library::queue::{Outcome, Queue};
+use av1core::os::{self, Stamp};
 use tiny_http::{Header, Request, Response};
 
 use crate::http::{self, Reply};
@@ -36,19 +36,21 @@ pub fn totals() -> (u64, u64) {
 pub struct Hashes(Mutex<HashMap<(PathBuf, u64, i64), String>>);
 
 impl Hashes {
-    fn get(&self, path: &std::path::Path) -> std::io::Result<(u64, String)> {
-        let st = Stamp::of(path)?;
+    /// The hash of `file` (the source `path` held open, stamped `st`), read through
+    /// the descriptor the first time.
+    fn get(&self, path: &Path, mut file: &std::fs::File, st: Stamp) -> std::io::Result<String> {
         let key = (path.to_path_buf(), st.size, st.mtime_ns);
         if let Some(h) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok((st.size, h));
+            return Ok(h);
         }
+        file.seek(SeekFrom::Start(0))?;
         let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(std::fs::File::open(path)?)?;
+        hasher.update_reader(file)?;
         let hash = hasher.finalize().to_hex().to_string();
         if let Ok(mut m) = self.0.lock() {
             m.insert(key, hash.clone());
         }
-        Ok((st.size, hash))
+        Ok(hash)
     }
 }
 
@@ -66,10 +68,24 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
         Ok(None) => return http::send(request, Reply::error(409, "not the current lease of this job")),
         Err(e) => return http::send(request, Reply::error(500, e.to_string())),
     };
+    // Opened once, beneath its library root, never through a link; everything below
+    // (stamp, hash, bytes sent) comes from this descriptor.
+    let mut file = match os::open_beneath(&job.root, &job.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            let error = format!("{}: {e}; not served", job.path.display());
+            tracing::warn!(file = id, "{error}");
+            if let Err(e) = queue.finish(&job, &Outcome::Failed { error: error.clone() }) {
+                tracing::warn!(file = id, "{e}");
+            }
+            return http::send(request, Reply::error(410, "the source is not a regular file in the library"));
+        }
+        Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
+    };
     // Checked before hashing (a first download reads the whole file for its hash), and
     // the hash must be of the version handed out.
-    let now = match Stamp::of(&job.path) {
-        Ok(now) => now,
+    let now = match file.metadata() {
+        Ok(m) => Stamp::from_metadata(&m),
         Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
     };
     if (now.size, now.mtime_ns) != (job.size, job.mtime_ns) {
@@ -79,13 +95,14 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
         }
         return http::send(request, Reply::error(410, "the source changed since it was handed out"));
     }
-    let (size, hash) = match hashes.get(&job.path) {
-        Ok((size, _)) if size != job.size => {
-            return http::send(request, Reply::error(410, "the source changed while it was being hashed"))
-        }
-        Ok(x) => x,
+    let size = now.size;
+    let hash = match hashes.get(&job.path, &file, now) {
+        Ok(hash) => hash,
         Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
     };
+    if file.metadata().map(|m| Stamp::from_metadata(&m)).ok() != Some(now) {
+        return http::send(request, Reply::error(410, "the source changed while it was being hashed"));
+    }
     let start = request
         .headers()
         .iter()
@@ -98,10 +115,6 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
     if start > size {
         return http::send(request, Reply::error(416, format!("range starts after the end ({size} bytes)")));
     }
-    let mut file = match std::fs::File::open(&job.path) {
-        Ok(f) => f,
-        Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
-    };
     if file.seek(SeekFrom::Start(start)).is_err() {
         return http::send(request, Reply::error(500, "seek failed"));
     }
@@ -133,7 +146,12 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
     let reply = match queue.leased(id, &lease) {
         Ok(Some(job)) => {
             let staged = names::staged_for_lease(&names::target_for(&job.path), &lease);
-            let n = std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
+            // The name itself: a link planted there is not an upload (the next chunk
+            // at offset 0 removes it).
+            let n = match std::fs::symlink_metadata(&staged) {
+                Ok(m) if m.file_type().is_file() => m.len(),
+                _ => 0,
+            };
             Reply::json(200, &serde_json::json!({ "received": n }))
         }
         Ok(None) => Reply::error(409, "not the current lease of this job"),
@@ -147,6 +165,44 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
 fn write_error(what: &str, e: &std::io::Error) -> Reply {
     let full = av1core::error::unwritable_disk(e);
     Reply::error(if full { 507 } else { 500 }, format!("{what}: {e}"))
+}
+
+/// The upload's file, ready for the bytes at `offset`: created new at offset 0
+/// (`O_CREAT|O_EXCL|O_NOFOLLOW`), else opened without following a link and required to
+/// be a regular file with one name holding exactly `offset` bytes. Anything planted
+/// under the name (a link, a hard link, a FIFO) is removed, never written through.
+fn open_upload(staged: &Path, offset: u64) -> Result<std::fs::File, Reply> {
+    let resume = |have: u64| {
+        Reply::error(409, format!("the master has {have} bytes, not {offset}: resume from there"))
+    };
+    if offset == 0 {
+        match std::fs::symlink_metadata(staged) {
+            Ok(m) if m.file_type().is_file() && m.len() > 0 => return Err(resume(m.len())),
+            Ok(_) => {
+                let _ = std::fs::remove_file(staged);
+            }
+            Err(_) => {}
+        }
+        return os::create_new(staged).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => resume(0),
+            _ => write_error("cannot write the result", &e),
+        });
+    }
+    let file = match os::open_regular(staged, true) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(resume(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            tracing::warn!(file = %staged.display(), "not our upload ({e}): removed");
+            let _ = std::fs::remove_file(staged);
+            return Err(resume(0));
+        }
+        Err(e) => return Err(write_error("cannot write the result", &e)),
+    };
+    let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if have != offset {
+        return Err(resume(have));
+    }
+    Ok(file)
 }
 
 /// `PUT /api/v1/jobs/{id}/result?offset=N`.
@@ -173,19 +229,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
                 format!("a result must be smaller than the original ({limit} bytes)"),
             ));
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&staged)
-            .map_err(|e| write_error("cannot write the result", &e))?;
-        let have = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if have != offset {
-            return Err(Reply::error(
-                409,
-                format!("the master has {have} bytes, not {offset}: resume from there"),
-            ));
-        }
+        let mut file = open_upload(&staged, offset)?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| Reply::error(500, e.to_string()))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut total = offset;

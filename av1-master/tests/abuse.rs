@@ -18,7 +18,12 @@ use support::*;
 /// A raw HTTP/1.1 request on a new connection; the status (0 when the master closed
 /// the connection, or kept it open 3 s, without an answer).
 fn raw(addr: &str, request: &[u8]) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
+    raw_from(loopback(1), addr, request)
+}
+
+/// [`raw`] from the local address `from`.
+fn raw_from(from: std::net::IpAddr, addr: &str, request: &[u8]) -> u16 {
+    let mut s = connect_from(from, addr);
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let _ = s.write_all(request);
     let mut answer = Vec::new();
@@ -138,7 +143,7 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
         for (length, auth) in [("10000000000", true), ("10000000000000", true), ("10000000000000", false)] {
             let auth = if auth { format!("Authorization: Bearer {TOKEN}\r\n") } else { String::new() };
             let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {length}\r\nConnection: close\r\n\r\n"
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
             );
             // (10 TB announced once aborted the whole master: tiny_http allocated it to drain it.)
             t.expect("oversized body", raw(&addr, head.as_bytes()), &[401, 413], "10 GB / 10 TB announced");
@@ -161,7 +166,7 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     }
     let traversal = raw(
         &addr,
-        format!("GET /api/v1/jobs/../../../etc/passwd/source HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET /api/v1/jobs/../../../etc/passwd/source HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     t.expect("path-like or invalid id", traversal, &[400, 404], "raw ../");
 
@@ -221,9 +226,9 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     let replay = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete)).0;
     t.expect("stale, foreign or replayed lease", replay, &[409], "replayed completion");
     // Transfers with a foreign lease.
-    let source = raw(&addr, format!("GET /api/v1/jobs/{id1}/source HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Lease: {lease2}\r\nConnection: close\r\n\r\n").as_bytes());
+    let source = raw(&addr, format!("GET /api/v1/jobs/{id1}/source HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nX-Lease: {lease2}\r\nConnection: close\r\n\r\n").as_bytes());
     t.expect("stale, foreign or replayed lease", source, &[409], "download with a foreign lease");
-    let upload = raw(&addr, format!("PUT /api/v1/jobs/{id1}/result?offset=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Lease: {lease2}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd").as_bytes());
+    let upload = raw(&addr, format!("PUT /api/v1/jobs/{id1}/result?offset=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nX-Lease: {lease2}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd").as_bytes());
     t.expect("stale, foreign or replayed lease", upload, &[409], "upload with a foreign lease");
 
     // 6. Garbage on the socket.
@@ -234,7 +239,7 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
         t.expect("garbage on the socket", raw(&addr, &junk), &[0, 400, 413, 431, 505], "random bytes");
     }
     let long_header =
-        format!("GET /api/v1/stats HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n", "a".repeat(100_000));
+        format!("GET /api/v1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: {}\r\n\r\n", "a".repeat(100_000));
     t.expect(
         "garbage on the socket",
         raw(&addr, long_header.as_bytes()),
@@ -244,13 +249,15 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     t.expect("garbage on the socket", raw(&addr, b"GET /\r\n\r\n"), &[0, 400, 505], "HTTP/0.9");
 
     // 7. Many connections: idle ones, ones that never send their announced body, and
-    //    a crowd of clients at once; the master keeps answering short calls.
-    let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    //    a crowd of clients at once; the master keeps answering short calls. Each kind
+    //    of abuser comes from its own loopback address (the master allows 64
+    //    connections per address: beyond, they are closed as soon as accepted).
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect_from(loopback(2), &addr)).collect();
     let slow: Vec<TcpStream> = (0..80)
         .map(|_| {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            let head = format!("POST /api/v1/jobs/claim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 5000\r\n\r\n{{");
-            s.write_all(head.as_bytes()).unwrap();
+            let mut s = connect_from(loopback(3), &addr);
+            let head = format!("POST /api/v1/jobs/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{");
+            let _ = s.write_all(head.as_bytes());
             s
         })
         .collect();
@@ -258,10 +265,10 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     // not read those ahead), with and without the token.
     let expecting: Vec<TcpStream> = (0..40)
         .map(|k| {
-            let mut s = TcpStream::connect(&addr).unwrap();
+            let mut s = connect_from(loopback(4), &addr);
             let auth = if k % 2 == 0 { format!("Authorization: Bearer {TOKEN}\r\n") } else { String::new() };
-            let head = format!("POST /api/v1/jobs/claim HTTP/1.1\r\nHost: x\r\n{auth}Expect: 100-continue\r\nContent-Length: 20\r\n\r\n");
-            s.write_all(head.as_bytes()).unwrap();
+            let head = format!("POST /api/v1/jobs/claim HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 20\r\n\r\n");
+            let _ = s.write_all(head.as_bytes());
             s
         })
         .collect();
@@ -278,11 +285,13 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     );
     t.expect("many connections", beat(id3, &lease3), &[200], "a heartbeat under load");
     assert!(start.elapsed() < Duration::from_secs(3), "short calls waited {:?}", start.elapsed());
+    // 200 clients on 10 addresses, 5 calls each.
     let crowd: Vec<_> = (0..200)
-        .map(|_| {
-            let url = url.clone();
+        .map(|k| {
+            let addr = addr.clone();
             std::thread::spawn(move || {
-                (0..5).map(|_| send(&url, "GET", "/api/v1/stats", Some(TOKEN), None)).collect::<Vec<_>>()
+                let stats = format!("GET /api/v1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n");
+                (0..5).map(|_| raw_from(loopback(10 + (k % 10) as u8), &addr, stats.as_bytes())).collect::<Vec<_>>()
             })
         })
         .collect();

@@ -36,6 +36,11 @@ function bytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : n) + " " + units[i];
 }
+// A number a worker reported, or null: whatever else it sent must not break the page.
+function num(x) {
+  const n = typeof x === "number" ? x : Number.NaN;
+  return Number.isFinite(n) ? n : null;
+}
 function duration(s) {
   if (s == null) return "–";
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
@@ -44,7 +49,9 @@ function duration(s) {
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v; else if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+    // Styles through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+    if (k === "class") e.className = v; else if (k === "text") e.textContent = v;
+    else if (k === "style") e.style.cssText = v; else e.setAttribute(k, v);
   }
   for (const c of children) if (c != null) e.append(c);
   return e;
@@ -66,16 +73,17 @@ function renderWorkers(list) {
   if (!list.length) return;
   $("#workers").replaceChildren(...list.map((w) => {
     const p = w.progress || {};
-    const pct = p.percent || 0;
+    const pct = Math.min(100, Math.max(0, num(p.percent) || 0));
+    const cpu = num(p.cpu_percent);
     const busy = w.status !== "idle" && w.status !== "offline";
     const fade = el("button", { type: "button", text: w.fade_out ? "Resume" : "Fade out" });
     fade.onclick = () => act(`/api/v1/workers/${w.id}/fade-out`, { fade_out: !w.fade_out }, `${w.name}: ${w.fade_out ? "taking jobs again" : "finishes its job, then takes no new one"}`);
     return el("div", { class: "card worker", "data-worker": w.name },
       el("h3", {}, el("span", { text: w.name }), el("span", { class: "badge " + w.status, text: w.status })),
-      el("div", { class: "meta", text: `${w.host} · ${w.cores || "?"} cores · ${w.encoder || ""}` }),
+      el("div", { class: "meta", text: `${w.host} · ${num(w.cores) || "?"} cores · ${w.encoder || ""}` }),
       busy ? el("div", { class: "file", text: w.file_name || `file ${w.file_id}` }) : null,
       busy ? el("div", { class: "bar" }, el("div", { style: `width:${pct.toFixed(1)}%` })) : null,
-      busy ? el("div", { class: "meta", text: `${pct.toFixed(1)}% · ${(p.fps || 0).toFixed(1)} fps · ETA ${duration(p.eta_seconds)} · CPU ${p.cpu_percent == null ? "–" : p.cpu_percent.toFixed(0) + "%"} · ${bytes(p.memory_bytes)}` }) : null,
+      busy ? el("div", { class: "meta", text: `${pct.toFixed(1)}% · ${(num(p.fps) || 0).toFixed(1)} fps · ETA ${duration(num(p.eta_seconds))} · CPU ${cpu == null ? "–" : cpu.toFixed(0) + "%"} · ${bytes(num(p.memory_bytes))}` }) : null,
       el("div", { class: "meta", text: `${w.jobs_done} done · ${w.jobs_failed} failed` }),
       fade);
   }));

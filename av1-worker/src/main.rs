@@ -13,7 +13,6 @@ mod single;
 
 use av1_worker::remote;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -147,13 +146,7 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("SVT_LOG").is_none() {
         std::env::set_var("SVT_LOG", "1");
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    av1_worker::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         None => match &cli.master_url {

@@ -21,12 +21,29 @@ use av1core::library::queue::Claimed;
 use av1core::{Decision, Progress};
 use serde_json::json;
 
+/// A token: from the environment or a file, never from a flag (`ps` shows flags);
+/// `Debug` shows nothing of it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Settings of the worker mode.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RemoteArgs {
-    /// Token the master requires (`Authorization: Bearer`).
-    #[arg(long, env = "AV1_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The token the master requires (`Authorization: Bearer`): set by the embedding
+    /// program, else read by [`RemoteArgs::token`] from `--token-file`,
+    /// `AV1_WORKER_TOKEN` or `AV1_TOKEN`.
+    #[arg(skip)]
+    pub token: Option<Secret>,
+    /// A file holding the token (the worker token or the admin token) [env
+    /// AV1_WORKER_TOKEN or AV1_TOKEN hold it otherwise].
+    #[arg(long, env = "AV1_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Name shown by the master; unique per worker [default: the host name].
     #[arg(long, env = "WORKER_NAME")]
     pub name: Option<String>,
@@ -54,6 +71,23 @@ pub struct RemoteArgs {
     /// Seconds between claims when the queue is empty.
     #[arg(long, default_value_t = 5.0)]
     pub poll: f64,
+}
+
+impl RemoteArgs {
+    /// The token to send: given, else from `--token-file`, else `AV1_WORKER_TOKEN`, else
+    /// `AV1_TOKEN`.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.0.clone()));
+        }
+        if let Some(path) = &self.token_file {
+            let t = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            return Ok(Some(t.trim().to_owned()));
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
+        Ok(env("AV1_WORKER_TOKEN").or_else(|| env("AV1_TOKEN")))
+    }
 }
 
 /// The master's address and our credentials.
@@ -90,8 +124,14 @@ pub fn run(
     threads: u32,
     drain: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        bail!("MASTER_URL must start with http:// or https://, not {url:?}");
+    if url.starts_with("https://") {
+        bail!(
+            "MASTER_URL {url:?}: this build speaks plain HTTP only; reach the master through a \
+             VPN or an SSH tunnel, or over http:// on a trusted network"
+        );
+    }
+    if !url.starts_with("http://") {
+        bail!("MASTER_URL must start with http://, not {url:?}");
     }
     let maps = args
         .path_map
@@ -108,7 +148,7 @@ pub fn run(
     av1core::os::set_priority(args.nice_level, args.ionice_class)?;
     let master = Master {
         base: url.trim_end_matches('/').to_owned(),
-        token: args.token.clone(),
+        token: args.token()?,
         agent: ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
@@ -296,18 +336,23 @@ fn work(
 ) -> Worked {
     let id = c.job.file_id;
     let lease = c.lease.as_str();
-    let local = map_path(&c.job.path, maps);
-    tracing::info!(file = id, "job: {} (attempt {})", local.display(), c.job.attempts);
+    tracing::info!(file = id, "job: {:?} (attempt {})", c.job.path, c.job.attempts);
     av1core::library::pause_point("worker:claimed");
     let end = |call: &str, body: serde_json::Value| {
         let mut body = body;
         body["lease"] = json!(lease);
         deliver(master, state_dir, &Delivery { file_id: id, call: call.to_owned(), body })
     };
-    let seen = match std::fs::metadata(&local) {
-        Ok(m) if m.len() == c.job.size => Ok(()),
-        Ok(m) => Err(format!("has {} bytes, the master says {}", m.len(), c.job.size)),
-        Err(e) => Err(e.to_string()),
+    // The file through this worker's own mount: only where PATH_MAP allows.
+    let seen = match map_path(&c.job.path, maps) {
+        None => Err("the master's path is not under this worker's PATH_MAP".to_owned()),
+        Some(local) => match std::fs::metadata(&local) {
+            Ok(m) if m.len() == c.job.size => Ok(local),
+            Ok(m) => {
+                Err(format!("{} has {} bytes, the master says {}", local.display(), m.len(), c.job.size))
+            }
+            Err(e) => Err(format!("{}: {e}", local.display())),
+        },
     };
     // Shared storage when the file is visible with the right size (or forced), else
     // file distribution (download, encode here, upload).
@@ -319,12 +364,13 @@ fn work(
     if let (true, Err(what)) = (shared, &seen) {
         // This worker's setup, not the file: give the job back (another worker may see
         // it) and wait before claiming again, instead of failing file after file.
-        let why = format!(
-            "this worker cannot read {} as {} ({what}); check its mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE",
-            c.job.path.display(),
-            local.display()
+        // The details (local paths, errors) stay in this worker's log.
+        tracing::error!(
+            file = id,
+            "cannot read {:?} here ({what}); check the mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE",
+            c.job.path
         );
-        tracing::error!(file = id, "{why}");
+        let why = "a worker could not read the file through its mount (see its log); given back";
         end("release", json!({ "detail": why }));
         std::thread::sleep(Duration::from_secs(30));
         return Worked::Ended;
@@ -396,8 +442,9 @@ fn work(
 
     let tag: String = lease.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
     let work_dir = state_dir.join("work");
-    let (input, staged) = if shared {
-        (local.clone(), names::staged_for_lease(&names::target_for(&local), lease))
+    let local = if shared { seen.ok() } else { None };
+    let (input, staged) = if let Some(local) = &local {
+        (local.clone(), names::staged_for_lease(&names::target_for(local), lease))
     } else {
         let ext =
             c.job.path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "bin".into());
@@ -410,8 +457,8 @@ fn work(
     // here, not half-way through a download.
     let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
     let limit = rules.size_limit(c.job.size);
-    let (room_dir, needed) = if shared {
-        (av1core::os::parent(&local).to_path_buf(), av1core::library::job::space_needed(limit))
+    let (room_dir, needed) = if let Some(local) = &local {
+        (av1core::os::parent(local).to_path_buf(), av1core::library::job::space_needed(limit))
     } else {
         (work_dir.clone(), c.job.size + av1core::library::job::space_needed(limit))
     };
@@ -640,10 +687,13 @@ fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool
             let size: u64 = header("X-Size").and_then(|v| v.parse().ok()).context("no X-Size")?;
             let hash = header("X-Blake3").context("no X-Blake3")?;
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(to)?;
+            let start = if status == 200 { 0 } else { have };
             if status == 200 && have > 0 {
                 file.set_len(0)?;
             }
-            std::io::copy(&mut resp.body_mut().as_reader(), &mut file)?;
+            // Never more than announced: a master sending on and on cannot fill the disk.
+            let rest = size.saturating_sub(start);
+            std::io::copy(&mut std::io::Read::take(resp.body_mut().as_reader(), rest), &mut file)?;
             file.sync_all()?;
             Ok(Some((size, hash)))
         })();
@@ -815,13 +865,23 @@ fn encode(
     }))
 }
 
-/// The local path of a master path, by the longest matching prefix.
-fn map_path(master: &Path, maps: &[(PathBuf, PathBuf)]) -> PathBuf {
+/// The local path of a master path, by the longest matching `PATH_MAP` prefix. `None`
+/// for a path this worker must not open whatever the master says: not absolute, with
+/// a `..` or `.` component, or — when `PATH_MAP` is set — under none of its prefixes.
+fn map_path(master: &Path, maps: &[(PathBuf, PathBuf)]) -> Option<PathBuf> {
+    use std::path::Component;
+    let plain = master.is_absolute()
+        && master.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !plain {
+        return None;
+    }
+    if maps.is_empty() {
+        return Some(master.to_path_buf());
+    }
     maps.iter()
         .filter(|(from, _)| master.starts_with(from))
         .max_by_key(|(from, _)| from.as_os_str().len())
         .and_then(|(from, to)| master.strip_prefix(from).ok().map(|rest| to.join(rest)))
-        .unwrap_or_else(|| master.to_path_buf())
 }
 
 /// 1, 2, 4 … 30 seconds between attempts to reach the master.
@@ -920,5 +980,24 @@ impl Usage {
             self.last = Some((now, c));
         }
         (cpu, rss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_map_is_a_boundary() {
+        let maps = vec![(PathBuf::from("/media"), PathBuf::from("/mnt/nas"))];
+        let map = |p: &str| map_path(Path::new(p), &maps);
+        assert_eq!(map("/media/Films/a.mkv"), Some(PathBuf::from("/mnt/nas/Films/a.mkv")));
+        assert_eq!(map("/etc/shadow"), None, "outside every mapped prefix");
+        assert_eq!(map("/media/../etc/shadow"), None);
+        assert_eq!(map("/media/./a.mkv"), Some(PathBuf::from("/mnt/nas/a.mkv")), "`.` is dropped by Path");
+        assert_eq!(map("media/a.mkv"), None, "relative");
+        assert_eq!(map("/mediaX/a.mkv"), None, "a prefix is whole components");
+        assert_eq!(map_path(Path::new("/srv/a.mkv"), &[]), Some(PathBuf::from("/srv/a.mkv")));
+        assert_eq!(map_path(Path::new("/srv/../a.mkv"), &[]), None);
     }
 }

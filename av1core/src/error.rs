@@ -100,6 +100,24 @@ impl Error {
         }
     }
 
+    /// The same error with `/proc/self/fd/N` (how a file held open is read by
+    /// libavformat) replaced by the file's name in the library, for people.
+    pub fn naming(self, names: &[(&std::path::Path, &std::path::Path)]) -> Error {
+        let rename = |path: PathBuf| {
+            names.iter().find(|(fd, _)| path == *fd).map(|(_, real)| real.to_path_buf()).unwrap_or(path)
+        };
+        match self {
+            Error::Ffmpeg { op, path, source } => Error::Ffmpeg { op, path: rename(path), source },
+            Error::Io { op, path, source } => Error::Io { op, path: rename(path), source },
+            Error::EmptyFile { path } => Error::EmptyFile { path: rename(path) },
+            Error::NoVideoStream { path } => Error::NoVideoStream { path: rename(path) },
+            Error::Unsupported { path, what } => Error::Unsupported { path: rename(path), what },
+            Error::Corrupt { path, what } => Error::Corrupt { path: rename(path), what },
+            Error::Verify { path, problems } => Error::Verify { path: rename(path), problems },
+            other => other,
+        }
+    }
+
     pub(crate) fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
         move |source| Error::Database { op, source }
     }

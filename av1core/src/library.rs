@@ -1,6 +1,7 @@
 //! A library of video files: find them ([`scan`]), keep their state ([`queue`]), work
 //! on one ([`job`]), and put verified results in place of the originals ([`replace`]);
-//! the master checks a worker's result with [`deliver`] before replacing.
+//! the master checks a worker's result with [`deliver`] before replacing; a result is
+//! held open from its check to its rename ([`staged`]).
 //! The standalone mode and the master both drive these; none of them prints.
 
 pub mod deliver;
@@ -9,6 +10,7 @@ pub mod names;
 pub mod queue;
 pub mod replace;
 pub mod scan;
+pub mod staged;
 
 /// Test hook for crash tests: when the environment variable `AV1_PAUSE_AT` names this
 /// point (comma-separated list), logs `paused at NAME` and waits until the process is

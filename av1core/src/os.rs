@@ -93,8 +93,15 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of what `path` names, following symbolic links.
     pub fn of(path: &Path) -> std::io::Result<Stamp> {
         std::fs::metadata(path).map(|m| Stamp::from_metadata(&m))
+    }
+
+    /// The stamp of the name itself (`lstat`): a symbolic link is not the file it
+    /// points to. Use it wherever a name is compared with a file we hold.
+    pub fn of_link(path: &Path) -> std::io::Result<Stamp> {
+        std::fs::symlink_metadata(path).map(|m| Stamp::from_metadata(&m))
     }
 
     pub fn from_metadata(m: &std::fs::Metadata) -> Stamp {
@@ -102,6 +109,155 @@ impl Stamp {
         // Saturating: absurd dates (before 1677, after 2262) must not overflow.
         let mtime_ns = m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec());
         Stamp { size: m.size(), mtime_ns, dev: m.dev(), ino: m.ino() }
+    }
+}
+
+/// Opens `path` without following a symbolic link in its last component (`O_NOFOLLOW`;
+/// a link there is `ELOOP`) and without blocking on a FIFO (`O_NONBLOCK`, no effect on
+/// regular files), then requires a regular file with one link (`fstat`): what a
+/// planted symlink, hard link, FIFO or device would otherwise turn into a read or a
+/// write elsewhere. Read-only, or read-write when `write`. Everything but a missing
+/// file or an I/O failure is `InvalidInput` saying what was found.
+pub fn open_regular(path: &Path, write: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => invalid("a symbolic link, not a file of ours"),
+            _ => e,
+        })?;
+    require_regular(&file)?;
+    Ok(file)
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned())
+}
+
+/// Creates `path` as a new, empty file (`O_CREAT|O_EXCL|O_NOFOLLOW`: never an existing
+/// name, never through a link), read-write, mode 0600 until its owner is set.
+pub fn create_new(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Opens the library file `path` for reading, resolving it beneath `root` (its library
+/// root, canonical) without following any symbolic link on the way — neither a
+/// directory swapped for a link nor the file itself — and requires a regular file
+/// (hard links are fine: users link downloads into libraries). `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it (5.6+), else a walk
+/// component by component with `O_NOFOLLOW`. Whatever is not such a file is
+/// `InvalidInput` saying why; a missing one is `NotFound`. A root that is itself a
+/// single video file (`path == root`) is opened with `O_NOFOLLOW`.
+pub fn open_beneath(root: &Path, path: &Path) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let rel = path.strip_prefix(root).map_err(|_| invalid("not beneath its library root"))?;
+    let file = if rel.as_os_str().is_empty() {
+        open_no_follow(path)?
+    } else {
+        let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOSYS) => walk_beneath(dir, rel)?,
+            Err(e) => return Err(beneath_error(e)),
+        }
+    };
+    let m = file.metadata()?;
+    if !m.file_type().is_file() {
+        return Err(invalid("not a regular file"));
+    }
+    Ok(file)
+}
+
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => invalid("a symbolic link"),
+            _ => e,
+        })
+}
+
+fn beneath_error(e: rustix::io::Errno) -> std::io::Error {
+    use rustix::io::Errno;
+    match e {
+        Errno::LOOP | Errno::NOTDIR => invalid("a symbolic link on its way from the library root"),
+        Errno::XDEV => invalid("outside its library root"),
+        e => e.into(),
+    }
+}
+
+/// `openat2`'s guarantee on kernels without it: each directory opened with
+/// `O_NOFOLLOW | O_DIRECTORY` from the one before, `..` refused.
+fn walk_beneath(root: rustix::fd::OwnedFd, rel: &Path) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    use std::path::Component;
+    let parts: Vec<_> = rel.components().collect();
+    let mut dir = root;
+    for (i, part) in parts.iter().enumerate() {
+        let Component::Normal(name) = part else { return Err(invalid("outside its library root")) };
+        let last = i + 1 == parts.len();
+        let flags = if last {
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC
+        } else {
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+        };
+        let fd = rustix::fs::openat(&dir, *name, flags, Mode::empty()).map_err(beneath_error)?;
+        if last {
+            return Ok(File::from(fd));
+        }
+        dir = fd;
+    }
+    Err(invalid("an empty path"))
+}
+
+/// A regular file with exactly one name (`fstat` of the open descriptor), else
+/// `InvalidInput` saying what it is.
+pub fn require_regular(file: &File) -> std::io::Result<std::fs::Metadata> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    let what = if !m.file_type().is_file() {
+        Some("not a regular file".to_owned())
+    } else if m.nlink() != 1 {
+        Some(format!("a file with {} names (hard links), not one", m.nlink()))
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(invalid(&what)),
+        None => Ok(m),
+    }
+}
+
+/// The name under which libraries that want a path (libavformat) open the very file
+/// behind `file`, whatever happens to its name meanwhile: `/proc/self/fd/N`.
+pub fn fd_path(file: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// Whether `path` (not followed) still names the file `file` has open.
+pub fn names_file(path: &Path, file: &File) -> bool {
+    match (Stamp::of_link(path), file.metadata()) {
+        (Ok(name), Ok(m)) => {
+            let held = Stamp::from_metadata(&m);
+            (name.dev, name.ino) == (held.dev, held.ino)
+        }
+        _ => false,
     }
 }
 
@@ -136,6 +292,80 @@ mod tests {
         rename_no_replace(&a, &b).unwrap();
         assert_eq!(std::fs::read(&b).unwrap(), b"a");
         assert!(!a.exists());
+    }
+
+    #[test]
+    fn open_regular_refuses_links_fifos_and_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "secret").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let e = open_regular(&link, false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(create_new(&link).is_err());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
+
+        let fifo = dir.path().join("fifo");
+        use rustix::fs::{mknodat, FileType, Mode, CWD};
+        mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
+        let e = open_regular(&fifo, false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&outside, &hard).unwrap();
+        let e = open_regular(&hard, true).unwrap_err();
+        assert!(e.to_string().contains("2 names"), "{e}");
+
+        let plain = dir.path().join("plain");
+        let f = create_new(&plain).unwrap();
+        assert!(names_file(&plain, &f));
+        assert!(!names_file(&outside, &f));
+        assert_eq!(std::fs::read(fd_path(&f)).unwrap(), b"");
+        assert!(open_regular(&plain, true).is_ok());
+    }
+
+    #[test]
+    fn open_beneath_refuses_every_way_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("Films")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("a.mp4"), "secret").unwrap();
+        std::fs::write(root.join("Films/a.mp4"), "film").unwrap();
+        let ok = open_beneath(&root, &root.join("Films/a.mp4")).unwrap();
+        assert_eq!(std::fs::read(fd_path(&ok)).unwrap(), b"film");
+
+        // The file swapped for a link, then the directory above it.
+        std::fs::remove_file(root.join("Films/a.mp4")).unwrap();
+        std::os::unix::fs::symlink(outside.join("a.mp4"), root.join("Films/a.mp4")).unwrap();
+        let e = open_beneath(&root, &root.join("Films/a.mp4")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        std::fs::rename(root.join("Films"), dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("Films")).unwrap();
+        let e = open_beneath(&root, &root.join("Films/a.mp4")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        assert!(open_beneath(&root, &outside.join("a.mp4")).is_err());
+        assert!(open_beneath(&root, &root.join("../outside/a.mp4")).is_err());
+        // The fallback walk refuses the same.
+        let rootfd = |r: &Path| {
+            use rustix::fs::{Mode, OFlags};
+            rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap()
+        };
+        assert!(walk_beneath(rootfd(&root), Path::new("Films/a.mp4")).is_err());
+        assert!(walk_beneath(rootfd(&root), Path::new("../outside/a.mp4")).is_err());
+        std::fs::create_dir(root.join("TV")).unwrap();
+        std::fs::write(root.join("TV/b.mkv"), "tv").unwrap();
+        let f = walk_beneath(rootfd(&root), Path::new("TV/b.mkv")).unwrap();
+        assert_eq!(std::fs::read(fd_path(&f)).unwrap(), b"tv");
+
+        // A FIFO does not hang the caller.
+        use rustix::fs::{mknodat, FileType, Mode, CWD};
+        mknodat(CWD, root.join("TV/c.ts"), FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
+        let e = open_beneath(&root, &root.join("TV/c.ts")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
     }
 
     #[test]

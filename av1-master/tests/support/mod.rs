@@ -247,7 +247,11 @@ pub fn call(
             .header("Authorization", &auth)
             .header("Content-Type", "application/json")
             .send(b.to_string()),
-        (_, None) => a.post(&full).header("Authorization", &auth).send_empty(),
+        (_, None) => a
+            .post(&full)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send_empty(),
     };
     match r {
         Ok(mut r) => {
@@ -367,4 +371,19 @@ pub fn probe(path: &Path, args: &[&str]) -> String {
 
 pub fn duration(path: &Path) -> Option<f64> {
     probe(path, &["-show_entries", "format=duration"]).parse().ok()
+}
+
+/// A TCP connection to `addr` from the local address `from` (127.0.0.2 and so on are
+/// all loopback on Linux: other clients, as far as the master can tell).
+pub fn connect_from(from: std::net::IpAddr, addr: &str) -> std::net::TcpStream {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let to: std::net::SocketAddr = addr.parse().unwrap();
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&fd, &std::net::SocketAddr::new(from, 0)).unwrap();
+    connect(&fd, &to).unwrap();
+    std::net::TcpStream::from(fd)
+}
+
+pub fn loopback(n: u8) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n))
 }

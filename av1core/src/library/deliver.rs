@@ -4,10 +4,15 @@
 //!
 //! ```text
 //! take the job over (the lease ends) ─▶ the original unchanged since the claim?
-//!   ─▶ the result there, with the size and BLAKE3 hash the worker reported?
+//!   ─▶ the result there: opened once, no link, a regular file with one name (Staged)
+//!   ─▶ with the size and BLAKE3 hash the worker reported?
 //!   ─▶ at least MIN_SAVINGS_PERCENT smaller? ─▶ av1core::verify (decodes every frame)
+//!   ─▶ the same BLAKE3 again (a worker still writing to it is caught)
 //!   ─▶ replace::replace (crash-safe) ─▶ done
 //! ```
+//!
+//! Everything after the open goes through the one descriptor: what is hashed is what
+//! is verified, chowned and renamed.
 //!
 //! Anything else leaves the original untouched, removes the result, and records why:
 //! a transfer problem (size, hash) or a changed original puts the file back in the
@@ -15,10 +20,11 @@
 
 use std::path::Path;
 
-use super::queue::{Outcome, Queue};
+use super::queue::{Job, Outcome, Queue};
+use super::staged::Staged;
 use super::{names, replace};
 use crate::error::{chain, Error, Result};
-use crate::os::Stamp;
+use crate::os::{self, Stamp};
 use crate::plan::{Decision, Settings, SkipReason};
 
 /// What a worker reports with its result.
@@ -61,13 +67,12 @@ pub fn accept(
     // Named from the source's name alone (never from what a disk says), so master and
     // worker agree even when one of them sees a case-insensitive file system.
     let staged = names::staged_for_lease(&names::target_for(&source), lease);
-    let checked = check_and_place(queue, file_id, &source, job.size, job.mtime_ns, &staged, d, policy);
+    let checked = check_and_place(queue, &job, &staged, d, policy);
     // Past the replacement record, recovery decides (finish or undo), never this code.
     if checked.is_err() && queue.pending_replacements()?.iter().any(|r| r.file_id == file_id) {
-        let recovered = replace::recover(queue)?;
-        let finished = recovered
-            .iter()
-            .any(|r| matches!(r, replace::Recovered::Finished(d) if d.original_path == source));
+        // Only this file's record: other files may be being replaced on other threads.
+        let recovered = replace::recover_file(queue, file_id)?;
+        let finished = matches!(recovered, Some(replace::Recovered::Finished(_)));
         queue.credit_worker(file_id, finished)?;
         let why = checked.err().map(|e| chain(&e)).unwrap_or_default();
         return Ok(Some(Outcome::Requeued {
@@ -91,6 +96,7 @@ pub fn accept(
         o => o,
     };
     if !matches!(outcome, Outcome::Done(_)) {
+        // Whatever the name holds is ours to remove (an unlink never follows a link).
         let _ = std::fs::remove_file(&staged);
         queue.finish(&job, &outcome)?;
     }
@@ -98,19 +104,22 @@ pub fn accept(
     Ok(Some(outcome))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check_and_place(
     queue: &mut Queue,
-    file_id: i64,
-    source: &Path,
-    size: u64,
-    mtime_ns: i64,
+    job: &Job,
     staged: &Path,
     d: &Delivered,
     policy: &Policy,
 ) -> Result<Outcome> {
-    let stamp = Stamp::of(source)
-        .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("cannot read it: {e}") })?;
+    let (file_id, source, size, mtime_ns) = (job.file_id, job.path.as_path(), job.size, job.mtime_ns);
+    // Read beneath its library root, never through a link: a directory swapped for one
+    // cannot make the master check (and then replace) a file elsewhere.
+    let original = os::open_beneath(&job.root, source).map_err(|e| Error::SourceChanged {
+        path: source.into(),
+        what: format!("cannot be opened beneath its library root: {e}"),
+    })?;
+    let stamp = Stamp::from_metadata(&original.metadata().map_err(Error::io("reading metadata", source))?);
+    let original_fd = os::fd_path(&original);
     if (stamp.size, stamp.mtime_ns) != (size, mtime_ns) {
         // Its next attempt is for the content it has now.
         queue.restamp(file_id, stamp.size, stamp.mtime_ns)?;
@@ -120,20 +129,16 @@ fn check_and_place(
         });
     }
     let transfer = |what: String| Err(Error::SourceChanged { path: staged.into(), what });
-    let actual = match std::fs::metadata(staged) {
-        Ok(m) => m.len(),
-        Err(e) => return transfer(format!("the worker's result is not there ({e})")),
+    let held = match Staged::open(staged) {
+        Ok(held) => held,
+        Err(e) => return transfer(format!("the worker's result is not usable ({})", chain(&e))),
     };
+    let actual = held.stamp()?.size;
     if actual != d.size {
         return transfer(format!("the result has {actual} bytes, the worker reported {}", d.size));
     }
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(std::fs::File::open(staged).map_err(Error::io("opening the result", staged))?)
-        .map_err(Error::io("reading the result", staged))?;
-    let hash = hasher.finalize().to_hex();
-    if !hash.as_str().eq_ignore_ascii_case(&d.blake3) {
-        return transfer(format!("the result's BLAKE3 is {hash}, the worker reported {}", d.blake3));
+    if let Err(why) = same_hash(&held, &d.blake3)? {
+        return transfer(why);
     }
     let limit = super::job::size_limit(size, policy.min_savings_percent);
     if d.size > limit {
@@ -145,20 +150,39 @@ fn check_and_place(
             ),
         });
     }
-    let info = crate::probe(source)?;
+    let held_fd = held.fd_path();
+    let names = [(original_fd.as_path(), source), (held_fd.as_path(), staged)];
+    let mut info = crate::probe(&original_fd).map_err(|e| e.naming(&names))?;
+    info.path = source.to_path_buf();
     let mut settings = policy.settings.clone();
     settings.reencode_av1 |= queue.reencode_requested(file_id)?;
     let plan = match crate::plan(&info, &settings)? {
         Decision::Encode(plan) => *plan,
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
     };
-    crate::verify::verify_from(source, staged, &plan, Some(d.frames))?;
+    crate::verify::verify_from(&original_fd, &held_fd, &plan, Some(d.frames))
+        .map_err(|e| e.naming(&names))?;
+    // A worker on shared storage could still be writing to it: what is put in place
+    // must be what was verified.
+    if let Err(why) = same_hash(&held, &d.blake3)? {
+        return transfer(format!("after verification: {why}"));
+    }
     let facts = replace::EncodeFacts {
         encoder: d.encoder.clone(),
         fps: d.fps,
         elapsed: d.elapsed,
         settings: d.settings.as_ref().map(|s| s.to_string()),
     };
-    let done = replace::replace(queue, file_id, source, stamp, staged, &facts, &policy.replace)?;
+    let done = replace::replace(queue, file_id, source, stamp, &held, &facts, &policy.replace)?;
     Ok(Outcome::Done(done))
+}
+
+/// `Err(why)` when the file held does not have the BLAKE3 (hex) the worker reported.
+fn same_hash(held: &Staged, reported: &str) -> Result<std::result::Result<(), String>> {
+    let hash = held.hash()?.to_hex();
+    if hash.as_str().eq_ignore_ascii_case(reported) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(format!("the result's BLAKE3 is {hash}, the worker reported {reported}")))
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use super::names;
 use super::queue::{Job, Outcome, Queue};
 use super::replace::{self, EncodeFacts};
+use super::staged::Staged;
 use crate::error::{chain, Error, Result};
 use crate::os::{self, Stamp};
 use crate::plan::{Decision, Settings, SkipReason};
@@ -153,9 +154,14 @@ fn work(
     on_phase: &mut dyn FnMut(Phase<'_>),
 ) -> Result<Outcome> {
     let source = job.path.as_path();
-    let before = Stamp::of(source)
-        .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("it is gone ({e})") })?;
-    let info = crate::probe(source)?;
+    // Opened once beneath its library root (no link on the way, a regular file), and
+    // read through that descriptor from here on.
+    let original = open_source(job)?;
+    let before = Stamp::from_metadata(&original.metadata().map_err(Error::io("reading metadata", source))?);
+    let input = os::fd_path(&original);
+    let names = [(input.as_path(), source)];
+    let mut info = crate::probe(&input).map_err(|e| e.naming(&names))?;
+    info.path = source.to_path_buf();
     let plan = match crate::plan(&info, &cfg.settings)? {
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
         Decision::Encode(plan) => *plan,
@@ -187,7 +193,7 @@ fn work(
     let stop = AtomicBool::new(control.requested().is_some());
     let limit = cfg.size_limit(before.size);
     let mut early = None;
-    let report = crate::transcode(source, &encoded, &plan, &stop, |p| {
+    let report = crate::transcode(&input, &encoded, &plan, &stop, |p| {
         on_phase(Phase::Encoding(p));
         if p.frames > 0 {
             super::pause_point("job:encoding");
@@ -211,9 +217,9 @@ fn work(
                 ),
             });
         }
-        other => other?,
+        other => other.map_err(|e| e.naming(&names))?,
     };
-    match Stamp::of(source) {
+    match Stamp::of_link(source) {
         Ok(now) if now == before => {}
         Ok(_) => {
             return Err(Error::SourceChanged {
@@ -246,24 +252,48 @@ fn work(
         let _ = std::fs::remove_file(&encoded);
     }
     on_phase(Phase::Replacing);
+    // Held open from here to the rename: a link or another file planted under the
+    // name is refused, never followed.
+    let held = Staged::open(&staged)?;
+    if held.stamp()?.size != report.output_size {
+        return Err(Error::SourceChanged {
+            path: staged.clone(),
+            what: "the name no longer holds the result that was written and verified".into(),
+        });
+    }
     let facts = EncodeFacts {
         encoder: report.encoder.clone(),
         fps: report.fps,
         elapsed: report.elapsed.as_secs_f64(),
         settings: Some(plan.video.settings_json()),
     };
-    match replace::replace(queue, job.file_id, source, before, &staged, &facts, &cfg.replace) {
+    match replace::replace(queue, job.file_id, source, before, &held, &facts, &cfg.replace) {
         Ok(done) => Ok(Outcome::Done(done)),
         Err(e @ (Error::NameClash { .. } | Error::SourceChanged { .. } | Error::Database { .. })) => Err(e),
         Err(e) => {
             // Part-way: let recovery finish it or undo it, and report what it did.
-            let recovered = replace::recover(queue)?;
-            match recovered.into_iter().next() {
+            match replace::recover_file(queue, job.file_id)? {
                 Some(replace::Recovered::Finished(done)) => Ok(Outcome::Done(done)),
                 _ => Err(e),
             }
         }
     }
+}
+
+/// The job's source, opened beneath its root: a file gone is [`Error::SourceChanged`]
+/// (the job waits for the next scan), anything that is not a regular file reached
+/// without a link fails the job, saying what it is.
+fn open_source(job: &Job) -> Result<std::fs::File> {
+    os::open_beneath(&job.root, &job.path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => Error::Unsupported {
+            path: job.path.clone(),
+            what: format!("{e}; only regular files beneath the library root are transcoded"),
+        },
+        std::io::ErrorKind::NotFound => {
+            Error::SourceChanged { path: job.path.clone(), what: format!("it is gone ({e})") }
+        }
+        _ => Error::SourceChanged { path: job.path.clone(), what: format!("it cannot be opened ({e})") },
+    })
 }
 
 /// The room a result of at most `limit` bytes needs: a margin on top for the Matroska

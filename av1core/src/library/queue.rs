@@ -183,6 +183,9 @@ pub struct Job {
     pub file_id: i64,
     pub attempt_id: i64,
     pub path: PathBuf,
+    /// The library root it was found under: the file is only ever opened beneath it.
+    #[serde(default)]
+    pub root: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
     /// Including this one.
@@ -529,7 +532,7 @@ impl Queue {
             .map_err(Error::db("claiming a file"))?;
         let excluded = exclude.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
         let sql = format!(
-            "SELECT id, path, size, mtime_ns, attempts FROM files
+            "SELECT id, path, size, mtime_ns, attempts, root FROM files
              WHERE status = 'pending' AND id NOT IN ({excluded}) AND {}
              ORDER BY priority DESC, {} LIMIT 1",
             roots_clause(roots.len()),
@@ -544,11 +547,12 @@ impl Queue {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, u32>(4)?,
+                    r.get::<_, String>(5)?,
                 ))
             })
             .optional()
             .map_err(Error::db("claiming a file"))?;
-        let Some((file_id, path, size, mtime_ns, attempts)) = row else { return Ok(None) };
+        let Some((file_id, path, size, mtime_ns, attempts, root)) = row else { return Ok(None) };
         let t = now();
         tx.execute(
             "UPDATE files SET status = 'running', attempts = attempts + 1, started_at = ?2, updated_at = ?2,
@@ -567,6 +571,7 @@ impl Queue {
             file_id,
             attempt_id,
             path: path.into(),
+            root: root.into(),
             size: size as u64,
             mtime_ns,
             attempts: attempts + 1,

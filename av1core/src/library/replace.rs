@@ -15,14 +15,20 @@
 //!
 //! A crash anywhere leaves the original or the verified result in place, never neither,
 //! and the record says which: at start-up [`recover`] finishes every recorded
-//! replacement whose result is intact and undoes the others.
+//! replacement whose result is intact and undoes the others; a replacement that fails
+//! part-way at run time is settled by [`recover_file`], which touches its own record
+//! only.
+//!
+//! Names are never followed: the result is held open ([`Staged`]) and every stamp is
+//! of the name itself (`lstat`), so a symbolic link planted at the source, the staged
+//! name, the target or the backup is a changed file, never a way to reach another one.
 
-use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::names;
 use super::queue::{Done, Outcome, PendingReplacement, Queue};
+use super::staged::Staged;
 use crate::error::{Error, Result};
 use crate::os::{self, Stamp};
 
@@ -50,28 +56,28 @@ pub struct EncodeFacts {
 /// that already is the same file (`Movie.MKV` on a case-insensitive file system).
 pub fn target_of(source: &Path) -> PathBuf {
     let target = names::target_for(source);
-    match (Stamp::of(&target), Stamp::of(source)) {
+    match (Stamp::of_link(&target), Stamp::of_link(source)) {
         (Ok(t), Ok(s)) if target != source && t.dev == s.dev && t.ino == s.ino => source.to_path_buf(),
         _ => target,
     }
 }
 
-/// Puts the verified result `staged` (in the same directory, named by
+/// Puts the verified result `staged` (held open, in the same directory, named by
 /// [`names::staged_for`]) in place of `source`, for the running queue file `file_id`,
 /// and records it done. `encoded` is the stamp the source had when it was encoded: a
 /// source that changed since is not replaced. On error the original is untouched
-/// (or, past the rename, the result is in place and [`recover`] finishes).
+/// (or, past the record, [`recover_file`] finishes or undoes it).
 pub fn replace(
     queue: &mut Queue,
     file_id: i64,
     source: &Path,
     encoded: Stamp,
-    staged: &Path,
+    staged: &Staged,
     facts: &EncodeFacts,
     opts: &Options,
 ) -> Result<Done> {
     let target = target_of(source);
-    let source_meta = std::fs::metadata(source)
+    let source_meta = std::fs::symlink_metadata(source)
         .map_err(|e| Error::SourceChanged { path: source.into(), what: format!("cannot read it: {e}") })?;
     let source_stamp = Stamp::from_metadata(&source_meta);
     if (source_stamp.size, source_stamp.mtime_ns, source_stamp.ino)
@@ -87,14 +93,20 @@ pub fn replace(
     }
     let backup = if opts.testing_mode { backup_to_make(queue, file_id, source, source_stamp)? } else { None };
 
-    let file = File::open(staged).map_err(Error::io("opening the result", staged))?;
-    if let Err(e) = os::copy_ownership(&file, &source_meta, opts.owner) {
+    // Owner, mode and fsync through the descriptor: never a link's target.
+    let file = staged.file();
+    if let Err(e) = os::copy_ownership(file, &source_meta, opts.owner) {
         tracing::warn!(file = %target.display(), "could not give the result the original's owner: {e}");
     }
-    file.sync_all().map_err(Error::io("syncing the result", staged))?;
-    let staged_stamp = Stamp::from_metadata(&file.metadata().map_err(Error::io("reading metadata", staged))?);
-    drop(file);
-    os::sync_dir(os::parent(staged))?;
+    file.sync_all().map_err(Error::io("syncing the result", staged.path()))?;
+    let staged_stamp = staged.stamp()?;
+    os::sync_dir(os::parent(staged.path()))?;
+    if !staged.still_named() {
+        return Err(Error::SourceChanged {
+            path: staged.path().into(),
+            what: "the name no longer holds the result that was checked".into(),
+        });
+    }
 
     let rec = PendingReplacement {
         file_id,
@@ -102,7 +114,7 @@ pub fn replace(
         source_size: source_stamp.size,
         source_mtime_ns: source_stamp.mtime_ns,
         source_ino: source_stamp.ino,
-        staged: staged.into(),
+        staged: staged.path().into(),
         staged_size: staged_stamp.size,
         staged_ino: staged_stamp.ino,
         target: target.clone(),
@@ -126,7 +138,9 @@ pub fn replace(
         Err(e @ Error::NameClash { .. }) => {
             // Nothing was renamed: undo the backup made for it, keep the original.
             undo_backup(&rec);
-            let _ = std::fs::remove_file(staged);
+            if staged.still_named() {
+                let _ = std::fs::remove_file(staged.path());
+            }
             queue.abandon_replacement(file_id, &Outcome::Failed { error: e.to_string() })?;
             Err(e)
         }
@@ -159,8 +173,8 @@ fn backup_to_make(
 /// original) or moves back (when the original was moved to it).
 fn undo_backup(rec: &PendingReplacement) {
     let Some(backup) = &rec.backup else { return };
-    if Stamp::of(backup).is_ok_and(|b| b.ino == rec.source_ino) {
-        if rec.source.exists() {
+    if Stamp::of_link(backup).is_ok_and(|b| b.ino == rec.source_ino) {
+        if exists(&rec.source) {
             let _ = std::fs::remove_file(backup);
         } else {
             let _ = os::rename_no_replace(backup, &rec.source);
@@ -172,7 +186,7 @@ fn undo_backup(rec: &PendingReplacement) {
 fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
     let dir = os::parent(&rec.target);
     if let Some(backup) = &rec.backup {
-        if std::fs::symlink_metadata(backup).is_err() && rec.source.exists() {
+        if !exists(backup) && source_intact(rec) {
             match std::fs::hard_link(&rec.source, backup) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -184,7 +198,8 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
         }
         super::pause_point("replace:backup");
     }
-    if rec.staged.exists() {
+    // Only our result moves: a name holding anything else stays where it is.
+    if Stamp::of_link(&rec.staged).is_ok_and(|s| s.ino == rec.staged_ino && s.size == rec.staged_size) {
         let renamed = if rec.target == rec.source {
             std::fs::rename(&rec.staged, &rec.target)
         } else {
@@ -201,7 +216,7 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
         super::pause_point("replace:renamed");
     }
     // Nothing is removed unless the result is really there.
-    let in_place = Stamp::of(&rec.target).is_ok_and(|t| t.ino == rec.staged_ino && t.size == rec.staged_size);
+    let in_place = result_in_place(rec);
     if !in_place {
         return Err(Error::SourceChanged {
             path: rec.target.clone(),
@@ -209,10 +224,7 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
         });
     }
     if rec.target != rec.source {
-        let still_original = Stamp::of(&rec.source).is_ok_and(|s| {
-            (s.size, s.mtime_ns, s.ino) == (rec.source_size, rec.source_mtime_ns, rec.source_ino)
-        });
-        if still_original {
+        if source_intact(rec) {
             match std::fs::remove_file(&rec.source) {
                 Ok(()) => {
                     os::sync_dir(dir)?;
@@ -220,7 +232,7 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
                 }
                 Err(e) => tracing::warn!("could not remove the original {}: {e}", rec.source.display()),
             }
-        } else if rec.source.exists() {
+        } else if exists(&rec.source) {
             tracing::warn!("{} changed after it was encoded: left in place", rec.source.display());
         }
     }
@@ -237,47 +249,75 @@ pub enum Recovered {
     RolledBack { source: PathBuf, why: String },
 }
 
-/// Finishes or undoes every replacement a crash interrupted. Call before anything
-/// else touches the library.
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// The source's name still holds the file that was encoded.
+fn source_intact(rec: &PendingReplacement) -> bool {
+    Stamp::of_link(&rec.source)
+        .is_ok_and(|s| (s.size, s.mtime_ns, s.ino) == (rec.source_size, rec.source_mtime_ns, rec.source_ino))
+}
+
+/// The target's name holds the verified result.
+fn result_in_place(rec: &PendingReplacement) -> bool {
+    Stamp::of_link(&rec.target).is_ok_and(|t| t.ino == rec.staged_ino && t.size == rec.staged_size)
+}
+
+/// Finishes or undoes every replacement a crash interrupted. Call at start-up, before
+/// anything else touches the library (and before any thread that could be replacing).
 pub fn recover(queue: &mut Queue) -> Result<Vec<Recovered>> {
     let mut out = Vec::new();
     for rec in queue.pending_replacements()? {
-        let stamp = |p: &Path| Stamp::of(p).ok();
-        let staged_intact =
-            stamp(&rec.staged).is_some_and(|s| s.size == rec.staged_size && s.ino == rec.staged_ino);
-        let result_in_place =
-            stamp(&rec.target).is_some_and(|s| s.ino == rec.staged_ino && s.size == rec.staged_size);
-        let original_intact =
-            stamp(&rec.source).is_some_and(|s| {
-                s.size == rec.source_size && s.mtime_ns == rec.source_mtime_ns && s.ino == rec.source_ino
-            }) || rec.backup.as_deref().and_then(stamp).is_some_and(|s| s.ino == rec.source_ino);
-
-        if result_in_place || (staged_intact && original_intact) {
-            match put_in_place(queue, &rec) {
-                Ok(done) => out.push(Recovered::Finished(done)),
-                Err(e) => {
-                    undo_backup(&rec);
-                    let _ = std::fs::remove_file(&rec.staged);
-                    let why = format!("could not finish an interrupted replacement ({e}); queued again");
-                    queue.abandon_replacement(rec.file_id, &Outcome::Requeued { detail: why.clone() })?;
-                    out.push(Recovered::RolledBack { source: rec.source.clone(), why });
-                }
-            }
-            continue;
-        }
-        let _ = std::fs::remove_file(&rec.staged);
-        let (why, outcome) = if !staged_intact {
-            let why =
-                "the verified result disappeared before it was put in place; original untouched".to_owned();
-            (why.clone(), Outcome::Failed { error: why })
-        } else {
-            let why = "the original changed during its replacement; queued again".to_owned();
-            (why.clone(), Outcome::Requeued { detail: why })
-        };
-        queue.abandon_replacement(rec.file_id, &outcome)?;
-        out.push(Recovered::RolledBack { source: rec.source.clone(), why });
+        out.push(recover_one(queue, &rec)?);
     }
     Ok(out)
+}
+
+/// Finishes or undoes the recorded replacement of `file_id` only (`None` when it has
+/// none): what a replacement that failed part-way calls while other files may be
+/// being replaced on other threads.
+pub fn recover_file(queue: &mut Queue, file_id: i64) -> Result<Option<Recovered>> {
+    match queue.pending_replacements()?.into_iter().find(|r| r.file_id == file_id) {
+        Some(rec) => recover_one(queue, &rec).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn recover_one(queue: &mut Queue, rec: &PendingReplacement) -> Result<Recovered> {
+    let staged_intact =
+        Stamp::of_link(&rec.staged).is_ok_and(|s| s.size == rec.staged_size && s.ino == rec.staged_ino);
+    let original_intact = source_intact(rec)
+        || rec.backup.as_deref().is_some_and(|b| Stamp::of_link(b).is_ok_and(|s| s.ino == rec.source_ino));
+    // Only our own result is ever removed: a name holding something else is left.
+    let remove_staged = || {
+        if staged_intact {
+            let _ = std::fs::remove_file(&rec.staged);
+        }
+    };
+
+    if result_in_place(rec) || (staged_intact && original_intact) {
+        return match put_in_place(queue, rec) {
+            Ok(done) => Ok(Recovered::Finished(done)),
+            Err(e) => {
+                undo_backup(rec);
+                remove_staged();
+                let why = format!("could not finish an interrupted replacement ({e}); queued again");
+                queue.abandon_replacement(rec.file_id, &Outcome::Requeued { detail: why.clone() })?;
+                Ok(Recovered::RolledBack { source: rec.source.clone(), why })
+            }
+        };
+    }
+    remove_staged();
+    let (why, outcome) = if !staged_intact {
+        let why = "the verified result disappeared before it was put in place; original untouched".to_owned();
+        (why.clone(), Outcome::Failed { error: why })
+    } else {
+        let why = "the original changed during its replacement; queued again".to_owned();
+        (why.clone(), Outcome::Requeued { detail: why })
+    };
+    queue.abandon_replacement(rec.file_id, &outcome)?;
+    Ok(Recovered::RolledBack { source: rec.source.clone(), why })
 }
 
 #[cfg(test)]
@@ -330,8 +370,16 @@ mod tests {
         let mut l = lib();
         let (id, source, staged) = staged(&mut l, "Movie.mkv", b"original", b"result");
         let opts = Options { testing_mode: true, owner: None };
-        let done = replace(&mut l.queue, id, &source, Stamp::of(&source).unwrap(), &staged, &facts(), &opts)
-            .unwrap();
+        let done = replace(
+            &mut l.queue,
+            id,
+            &source,
+            Stamp::of(&source).unwrap(),
+            &Staged::open(&staged).unwrap(),
+            &facts(),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(done.path, source);
         assert_eq!(std::fs::read(&source).unwrap(), b"result");
         assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"original");
@@ -341,8 +389,16 @@ mod tests {
         l.queue.requeue(Status::Done, &[]).unwrap();
         let job = l.queue.claim_next("t", FileOrder::Oldest, &[], &[]).unwrap().unwrap();
         std::fs::write(&staged, b"second").unwrap();
-        replace(&mut l.queue, job.file_id, &source, Stamp::of(&source).unwrap(), &staged, &facts(), &opts)
-            .unwrap();
+        replace(
+            &mut l.queue,
+            job.file_id,
+            &source,
+            Stamp::of(&source).unwrap(),
+            &Staged::open(&staged).unwrap(),
+            &facts(),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(&source).unwrap(), b"second");
         assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"original");
     }
@@ -358,7 +414,7 @@ mod tests {
             id,
             &source,
             Stamp::of(&source).unwrap(),
-            &staged,
+            &Staged::open(&staged).unwrap(),
             &facts(),
             &Options::default(),
         )
@@ -383,7 +439,7 @@ mod tests {
             id,
             &source,
             Stamp::of(&source).unwrap(),
-            &staged,
+            &Staged::open(&staged).unwrap(),
             &facts(),
             &Options::default(),
         )
@@ -401,16 +457,100 @@ mod tests {
         let encoded = Stamp::of(&source).unwrap();
         let opts = Options { testing_mode: true, owner: None };
         std::fs::write(names::backup_for(&source), b"the user's own file").unwrap();
-        let e = replace(&mut l.queue, id, &source, encoded, &staged, &facts(), &opts).unwrap_err();
+        let e = replace(&mut l.queue, id, &source, encoded, &Staged::open(&staged).unwrap(), &facts(), &opts)
+            .unwrap_err();
         assert!(matches!(e, Error::NameClash { .. }), "{e}");
         assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"the user's own file");
         assert_eq!(std::fs::read(&source).unwrap(), b"original");
 
         std::fs::remove_file(names::backup_for(&source)).unwrap();
         std::fs::write(&source, b"a new download under the same name").unwrap();
-        let e = replace(&mut l.queue, id, &source, encoded, &staged, &facts(), &opts).unwrap_err();
+        let e = replace(&mut l.queue, id, &source, encoded, &Staged::open(&staged).unwrap(), &facts(), &opts)
+            .unwrap_err();
         assert!(matches!(e, Error::SourceChanged { .. }), "{e}");
         assert_eq!(std::fs::read(&source).unwrap(), b"a new download under the same name");
+    }
+
+    #[test]
+    fn a_link_planted_at_the_staged_name_is_never_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut l = lib();
+        let (id, source, staged) = staged(&mut l, "Movie.mp4", b"original", b"result");
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let outside = l._dir.path().join("outside.conf");
+        std::fs::write(&outside, b"not in the library").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let check_outside = || {
+            assert_eq!(std::fs::read(&outside).unwrap(), b"not in the library");
+            assert_eq!(std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::read(&source).unwrap(), b"original");
+            assert!(!l.root.join("Movie.mkv").exists());
+        };
+        // Planted before the result is opened: refused at the open.
+        std::fs::remove_file(&staged).unwrap();
+        std::os::unix::fs::symlink(&outside, &staged).unwrap();
+        assert!(Staged::open(&staged).is_err());
+        check_outside();
+
+        // Swapped after it was opened and checked: the rename does not happen.
+        std::fs::remove_file(&staged).unwrap();
+        std::fs::write(&staged, b"result").unwrap();
+        let held = Staged::open(&staged).unwrap();
+        std::fs::remove_file(&staged).unwrap();
+        std::os::unix::fs::symlink(&outside, &staged).unwrap();
+        let encoded = Stamp::of(&source).unwrap();
+        let e =
+            replace(&mut l.queue, id, &source, encoded, &held, &facts(), &Options::default()).unwrap_err();
+        assert!(matches!(e, Error::SourceChanged { .. }), "{e}");
+        check_outside();
+        assert!(std::fs::symlink_metadata(&staged).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn runtime_recovery_touches_only_its_own_record() {
+        let mut l = lib();
+        let (a, source_a, staged_a) = staged(&mut l, "A.mp4", b"original a", b"result a");
+        let (b, source_b, staged_b) = staged(&mut l, "B.mp4", b"original b", b"result b");
+        for (id, source, staged) in [(a, &source_a, &staged_a), (b, &source_b, &staged_b)] {
+            let s = Stamp::of(source).unwrap();
+            let r = Stamp::of(staged).unwrap();
+            let target = names::target_for(source);
+            l.queue
+                .begin_replacement(&PendingReplacement {
+                    file_id: id,
+                    source: source.clone(),
+                    source_size: s.size,
+                    source_mtime_ns: s.mtime_ns,
+                    source_ino: s.ino,
+                    staged: staged.clone(),
+                    staged_size: r.size,
+                    staged_ino: r.ino,
+                    target: target.clone(),
+                    backup: None,
+                    done: Done {
+                        path: target,
+                        size: r.size,
+                        mtime_ns: r.mtime_ns,
+                        original_path: source.clone(),
+                        original_size: s.size,
+                        encoder: "t".into(),
+                        fps: 1.0,
+                        elapsed: 1.0,
+                        backup: None,
+                        settings: None,
+                    },
+                })
+                .unwrap();
+        }
+        let rec = recover_file(&mut l.queue, b).unwrap();
+        assert!(matches!(rec, Some(Recovered::Finished(_))), "{rec:?}");
+        assert_eq!(std::fs::read(l.root.join("B.mkv")).unwrap(), b"result b");
+        // A's replacement (another thread's, say) is left exactly as it was.
+        assert_eq!(std::fs::read(&source_a).unwrap(), b"original a");
+        assert_eq!(std::fs::read(&staged_a).unwrap(), b"result a");
+        let left: Vec<i64> = l.queue.pending_replacements().unwrap().iter().map(|r| r.file_id).collect();
+        assert_eq!(left, vec![a]);
+        assert!(recover_file(&mut l.queue, b).unwrap().is_none());
     }
 
     #[test]

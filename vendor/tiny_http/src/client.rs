@@ -98,6 +98,11 @@ impl ClientConnection {
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+            // PATCH (av1): a request line or header longer than this is an attack,
+            // not a request (upstream grew the line without bound).
+            if buf.len() > 16 << 10 {
+                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+            }
         }
     }
 
@@ -123,6 +128,10 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // PATCH (av1): at most so many headers.
+                    if headers.len() >= 128 {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -138,6 +147,15 @@ impl ClientConnection {
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
+        // PATCH (av1): how the request's handler can end this connection.
+        let shared = self.sink.shared();
+        let closer: crate::request::Closer = Box::new(move || {
+            use std::io::Write;
+            if let Ok(mut w) = shared.lock() {
+                let _ = w.flush();
+                w.get_mut().shutdown_both();
+            }
+        });
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -154,6 +172,7 @@ impl ClientConnection {
             data_source,
             writer,
         )
+        .map(|r| r.with_closer(closer))
         .map_err(|e| {
             use crate::request;
             match e {

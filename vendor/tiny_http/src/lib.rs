@@ -128,6 +128,9 @@ mod ssl;
 mod test;
 mod util;
 
+/// PATCH (av1): limits on connections open at once (see `util::limits`).
+pub use util::limits::set_connection_limits;
+
 /// PATCH (av1): the read and write timeout given to every accepted TCP connection
 /// (milliseconds; 0: none, the upstream behaviour).
 static CONNECTION_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -313,10 +316,17 @@ impl Server {
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
+                // PATCH (av1): at most so many connections at once, overall and per
+                // client address; beyond, a connection is closed as soon as accepted.
+                let mut slot = None;
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, peer)) => {
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        match util::limits::ConnectionSlot::take(peer) {
+                            Some(s) => slot = Some(s),
+                            None => continue,
+                        }
+                        let pair = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -332,8 +342,17 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        // PATCH (av1): no second descriptor for the connection (EMFILE):
+                        // this one is closed, the server goes on.
+                        match pair {
+                            Ok((read_closable, write_closable)) => {
+                                Ok(ClientConnection::new(write_closable, read_closable))
+                            }
+                            Err(e) => {
+                                log::error!("Error setting up a client connection: {}", e);
+                                continue;
+                            }
+                        }
                     }
                     Err(e) => Err(e),
                 };
@@ -343,6 +362,7 @@ impl Server {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
+                            let _slot = slot.take();
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
@@ -360,10 +380,13 @@ impl Server {
                         }));
                     }
 
+                    // PATCH (av1): out of file descriptors (EMFILE, ENFILE), of memory,
+                    // or a connection gone before it was accepted: upstream ended the
+                    // accept loop here and the server stopped accepting for good. Back
+                    // off a moment (descriptors free up as connections close) and go on.
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(std::time::Duration::from_millis(50));
                     }
                 }
             }

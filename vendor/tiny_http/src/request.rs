@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -47,6 +49,9 @@ use chunked_transfer::Decoder;
 /// # Testing
 ///
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
+/// PATCH (av1): closes a request's connection.
+pub(crate) type Closer = Box<dyn FnOnce() + Send>;
+
 pub struct Request {
     // where to read the body from
     data_reader: Option<Box<dyn Read + Send + 'static>>,
@@ -71,6 +76,13 @@ pub struct Request {
 
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
+
+    // PATCH (av1): ends the connection (see `discard_body`).
+    closer: Option<Closer>,
+
+    // PATCH (av1): whether the unread rest of the body is read and thrown away when
+    // the request is dropped (keep-alive); cleared by `discard_body`.
+    drain_body: Arc<AtomicBool>,
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
@@ -183,6 +195,9 @@ where
         }
     };
 
+    // PATCH (av1): see `Request::discard_body`.
+    let drain_body = Arc::new(AtomicBool::new(true));
+
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
     let reader = if connection_upgrade {
@@ -212,7 +227,8 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let data_reader =
+                EqualReader::with_drain_flag(source_data, content_length, drain_body.clone());
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
@@ -238,6 +254,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        drain_body,
+        closer: None,
     })
 }
 
@@ -357,6 +375,20 @@ impl Request {
     ///
     /// If the client sent a `Expect: 100-continue` header with the request, calling this
     ///  function will send back a `100 Continue` response.
+    /// PATCH (av1): leaves the body unread: nothing of it is read, not even when the
+    /// request is dropped (upstream drains what is left, on the thread that drops the
+    /// request, to keep the connection alive). Answer with `Connection: close`: the
+    /// connection cannot carry another request and ends at its next read.
+    pub fn discard_body(&mut self) {
+        self.drain_body.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.must_send_continue = false;
+    }
+
+    pub(crate) fn with_closer(mut self, closer: Closer) -> Request {
+        self.closer = Some(closer);
+        self
+    }
+
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         if self.must_send_continue {
@@ -456,7 +488,16 @@ impl Request {
             None,
         ))?;
 
-        Self::ignore_client_closing_errors(writer.flush())
+        let flushed = Self::ignore_client_closing_errors(writer.flush());
+        // PATCH (av1): a request whose body is left unread ends its connection here:
+        // nothing more can be read from it as a request.
+        if !self.drain_body.load(std::sync::atomic::Ordering::Relaxed) {
+            drop(writer);
+            if let Some(close) = self.closer.take() {
+                close();
+            }
+        }
+        flushed
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {

@@ -300,7 +300,7 @@ impl Queue {
         self.conn
             .query_row(
                 "SELECT f.id, COALESCE((SELECT MAX(id) FROM attempts WHERE file_id = f.id), 0), f.path, f.size,
-                     f.mtime_ns, f.attempts
+                     f.mtime_ns, f.attempts, f.root
                  FROM files f WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running'
                      AND f.lease_expires <> ?3",
                 params![file_id, lease, CHECKING],
@@ -309,6 +309,7 @@ impl Queue {
                         file_id: r.get(0)?,
                         attempt_id: r.get(1)?,
                         path: r.get::<_, String>(2)?.into(),
+                        root: r.get::<_, String>(6)?.into(),
                         size: r.get::<_, i64>(3)? as u64,
                         mtime_ns: r.get(4)?,
                         attempts: r.get(5)?,
@@ -329,7 +330,7 @@ impl Queue {
             .map_err(Error::db("taking a job over"))?;
         let job: Option<Job> = tx
             .query_row(
-                "SELECT f.id, a.id, f.path, f.size, f.mtime_ns, f.attempts FROM files f
+                "SELECT f.id, a.id, f.path, f.size, f.mtime_ns, f.attempts, f.root FROM files f
                  JOIN attempts a ON a.file_id = f.id
                  WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
                      AND f.lease_expires <> ?3
@@ -340,6 +341,7 @@ impl Queue {
                         file_id: r.get(0)?,
                         attempt_id: r.get(1)?,
                         path: r.get::<_, String>(2)?.into(),
+                        root: r.get::<_, String>(6)?.into(),
                         size: r.get::<_, i64>(3)? as u64,
                         mtime_ns: r.get(4)?,
                         attempts: r.get(5)?,

@@ -1,7 +1,9 @@
 use std::io::Read;
 use std::io::Result as IoResult;
 use std::sync::mpsc::channel;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
@@ -15,6 +17,8 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // PATCH (av1): cleared when the body is to be left unread (see `Request::discard_body`).
+    drain: Option<Arc<AtomicBool>>,
 }
 
 impl<R> EqualReader<R>
@@ -28,9 +32,18 @@ where
             reader,
             size,
             last_read_signal: tx,
+            drain: None,
         };
 
         (r, rx)
+    }
+
+    /// PATCH (av1): an `EqualReader` whose unread rest is drained on drop only while
+    /// `drain` is true.
+    pub fn with_drain_flag(reader: R, size: usize, drain: Arc<AtomicBool>) -> EqualReader<R> {
+        let (mut r, _) = EqualReader::new(reader, size);
+        r.drain = Some(drain);
+        r
     }
 }
 
@@ -64,6 +77,9 @@ where
     R: Read,
 {
     fn drop(&mut self) {
+        if self.drain.as_ref().is_some_and(|d| !d.load(Ordering::Relaxed)) {
+            return;
+        }
         // PATCH (av1): read what is left of a body in bounded pieces, and not more than
         // 1 MiB of it (the upstream code allocated the whole announced length at once:
         // `Content-Length: 10000000000000` aborted the process). Past that the rest is

@@ -71,6 +71,11 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
             next_trigger: None,
         }
     }
+
+    /// PATCH (av1): the writer all responses share (to close the connection).
+    pub fn shared(&self) -> Arc<Mutex<W>> {
+        self.writer.clone()
+    }
 }
 
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {

@@ -1,0 +1,349 @@
+//! Attacks on a running master, tried as SECURITY.md describes them: links planted at
+//! staged names and at queued sources, directories swapped for links. Each test fails
+//! on a master that follows names.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+/// A master with `lib`, a registered fake worker and its claimed job: (master, url,
+/// file id, lease).
+fn claimed(d: &Path, lib: &Path) -> (Proc, String, i64, String) {
+    let (m, url) = master(lib, &d.join("master.sqlite"));
+    settle(&url, "the first scan", |s| s["pending"] == 1);
+    let (_, reg) =
+        call(&url, "POST", "/api/v1/workers/register", Some(serde_json::json!({"name": "w", "host": "h"})));
+    let (status, job) =
+        call(&url, "POST", "/api/v1/jobs/claim", Some(serde_json::json!({ "worker_id": reg["worker_id"] })));
+    assert_eq!(status, 200, "{job}");
+    let (id, lease) = (job["job"]["file_id"].as_i64().unwrap(), job["lease"].as_str().unwrap().to_owned());
+    (m, url, id, lease)
+}
+
+/// An upload chunk: the status and the text of the reply.
+fn put(url: &str, id: i64, lease: &str, offset: u64, bytes: &[u8]) -> (u16, String) {
+    let mut r = agent()
+        .put(format!("{url}/api/v1/jobs/{id}/result?offset={offset}"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("X-Lease", lease)
+        .send(bytes)
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+}
+
+fn received(url: &str, id: i64, lease: &str) -> serde_json::Value {
+    let mut r = agent()
+        .get(format!("{url}/api/v1/jobs/{id}/result"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("X-Lease", lease)
+        .call()
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn download(url: &str, id: i64, lease: &str) -> (u16, Vec<u8>) {
+    let mut r = agent()
+        .get(format!("{url}/api/v1/jobs/{id}/source"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("X-Lease", lease)
+        .call()
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default())
+}
+
+#[test]
+fn a_link_planted_at_an_upload_is_never_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "Film.mp4", 1);
+    let outside = d.path().join("outside.conf");
+    std::fs::write(&outside, b"0123456789ab").unwrap();
+    let (_m, url, id, lease) = claimed(d.path(), &lib);
+
+    assert_eq!(put(&url, id, &lease, 0, b"AV1!").0, 200);
+    let staged = lib.join(format!(".Film.mkv.{}.av1-verified", &lease[..8]));
+    assert_eq!(std::fs::read(&staged).unwrap(), b"AV1!");
+    // The staged name swapped for a link to a file outside the library.
+    std::fs::remove_file(&staged).unwrap();
+    std::os::unix::fs::symlink(&outside, &staged).unwrap();
+    assert_eq!(received(&url, id, &lease)["received"], 0, "the link's target is not an upload");
+    let (status, text) = put(&url, id, &lease, 12, b"APPENDED");
+    assert_eq!(status, 409, "{text}");
+    assert_eq!(std::fs::read(&outside).unwrap(), b"0123456789ab", "nothing written through the link");
+    // Starting again from 0 replaces the link by a file of the master's own.
+    std::os::unix::fs::symlink(&outside, &staged).ok();
+    assert_eq!(put(&url, id, &lease, 0, b"AV1!").0, 200);
+    assert!(std::fs::symlink_metadata(&staged).unwrap().file_type().is_file());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"0123456789ab");
+
+    // A hard link planted there is refused as well (it would be the other file).
+    std::fs::remove_file(&staged).unwrap();
+    std::fs::hard_link(&outside, &staged).unwrap();
+    let (status, _) = put(&url, id, &lease, 12, b"APPENDED");
+    assert_eq!(status, 409);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"0123456789ab");
+
+    // `complete` with a link at the staged name: the master neither reads nor
+    // replaces through it, and the original stays.
+    let original = std::fs::read(lib.join("Film.mp4")).unwrap();
+    let _ = std::fs::remove_file(&staged);
+    std::os::unix::fs::symlink(&outside, &staged).unwrap();
+    let claim = serde_json::json!({
+        "lease": lease, "size": 12, "blake3": blake3::hash(b"0123456789ab").to_hex().to_string(),
+        "frames": 24, "encoder": "test", "fps": 1.0, "elapsed": 1.0,
+    });
+    let (status, reply) = call(&url, "POST", &format!("/api/v1/jobs/{id}/complete"), Some(claim));
+    assert_eq!((status, reply["status"].as_str()), (200, Some("pending")), "{reply}");
+    assert!(reply["outcome"]["detail"].as_str().unwrap().contains("symbolic link"), "{reply}");
+    assert_eq!(std::fs::read(lib.join("Film.mp4")).unwrap(), original);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"0123456789ab");
+    assert!(!lib.join("Film.mkv").exists());
+}
+
+#[test]
+fn a_source_swapped_for_a_link_or_under_a_swapped_directory_is_not_served() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(lib.join("Films")).unwrap();
+    clip(&lib.join("Films"), "a.mp4", 1);
+    let secret = d.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("a.mp4"), b"the master's private key").unwrap();
+    let (_m, url, id, lease) = claimed(d.path(), &lib);
+
+    // The directory above the queued file swapped for a link to another directory
+    // holding a file of the same name.
+    std::fs::rename(lib.join("Films"), d.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(&secret, lib.join("Films")).unwrap();
+    let (status, body) = download(&url, id, &lease);
+    assert_eq!(status, 410);
+    assert!(!body.windows(11).any(|w| w == b"private key"), "nothing of the outside file is sent");
+    let s = settle(&url, "the file to fail", |s| s["failed"] == 1);
+    assert_eq!(s["running"], 0);
+    let (_, files) = call(&url, "GET", "/api/v1/files?status=failed", None);
+    let error = files["files"][0]["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("symbolic link"), "{files}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read(secret.join("a.mp4")).unwrap(), b"the master's private key");
+}
+
+#[test]
+fn a_queued_file_swapped_for_a_link_is_not_served_on_any_claim() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "a.mp4", 1);
+    let secret = d.path().join("id_rsa");
+    std::fs::write(&secret, b"-----BEGIN PRIVATE KEY-----").unwrap();
+    let (_m, url, id, lease) = claimed(d.path(), &lib);
+    std::fs::remove_file(lib.join("a.mp4")).unwrap();
+    std::os::unix::fs::symlink(&secret, lib.join("a.mp4")).unwrap();
+    let (status, body) = download(&url, id, &lease);
+    assert_eq!(status, 410);
+    assert!(!body.windows(7).any(|w| w == b"PRIVATE"));
+    settle(&url, "the file to fail", |s| s["failed"] == 1 && s["pending"] == 0);
+    // Nothing left to claim: the link is never handed out again.
+    let (_, reg) =
+        call(&url, "POST", "/api/v1/workers/register", Some(serde_json::json!({"name": "x", "host": "h"})));
+    let (status, _) =
+        call(&url, "POST", "/api/v1/jobs/claim", Some(serde_json::json!({ "worker_id": reg["worker_id"] })));
+    assert_eq!(status, 204);
+}
+
+/// One raw request on a new connection from `from` (a loopback address): the reply's
+/// head, and whether the master closed the connection within `wait`.
+fn raw_from(from: std::net::IpAddr, addr: &str, request: &[u8], wait: Duration) -> (String, bool) {
+    use std::io::{Read, Write};
+    let mut s = connect_from(from, addr);
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let closed = s.read_to_end(&mut answer).is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+#[test]
+fn an_unauthorised_body_is_never_read_and_its_connection_closes() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let (_m, url) = master(&lib, &d.path().join("master.sqlite"));
+    let addr = url.trim_start_matches("http://").to_owned();
+    for (path, extra) in [
+        ("/api/v1/jobs/claim", ""),
+        ("/api/v1/events", "Expect: 100-continue\r\n"),
+        ("/api/v1/jobs/1/result?offset=0", ""),
+        ("/api/v1/scan", "Transfer-Encoding: chunked\r\n"),
+    ] {
+        let method = if path.contains("result") { "PUT" } else { "POST" };
+        let length =
+            if extra.contains("chunked") { String::new() } else { "Content-Length: 100000000\r\n".into() };
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{length}{extra}\r\n");
+        let started = std::time::Instant::now();
+        // The body is never sent: the answer must come anyway, and the connection end.
+        let (answer, closed) = raw_from(loopback(1), &addr, head.as_bytes(), Duration::from_secs(5));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{path}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{path}: {answer}");
+        assert!(closed && started.elapsed() < Duration::from_secs(3), "{path}: the connection stayed open");
+    }
+}
+
+#[test]
+fn roles_host_names_origins_and_content_types() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "a.mp4", 1);
+    let mut c = master_command(&lib, &d.path().join("master.sqlite"), 0);
+    c.env("AV1_WORKER_TOKEN", "worker-secret").env("ALLOWED_HOSTS", "media.lan");
+    let (_m, url) = start_master(c);
+    settle(&url, "the scan", |s| s["pending"] == 1);
+    let addr = url.trim_start_matches("http://").to_owned();
+    let send = |method: &str, path: &str, token: &str, headers: &[(&str, &str)]| -> u16 {
+        let head: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let host = if headers.iter().any(|(k, _)| *k == "Host") {
+            String::new()
+        } else {
+            format!("Host: {addr}\r\n")
+        };
+        let body = r#"{"name":"w","host":"h"}"#;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\n{host}Authorization: Bearer {token}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n{head}\r\n{body}",
+            body.len()
+        );
+        let (answer, _) = raw_from(loopback(1), &addr, request.as_bytes(), Duration::from_secs(10));
+        answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    };
+    let json = [("Content-Type", "application/json")];
+    // The worker token: the worker's calls, nothing else.
+    assert_eq!(send("POST", "/api/v1/workers/register", "worker-secret", &json), 200);
+    assert_eq!(send("GET", "/api/v1/config", "worker-secret", &[]), 200);
+    for (method, path) in [
+        ("POST", "/api/v1/files/1/cancel"),
+        ("POST", "/api/v1/files/1/delete"),
+        ("POST", "/api/v1/files/1/reencode"),
+        ("POST", "/api/v1/scan"),
+        ("GET", "/api/v1/files"),
+        ("GET", "/api/v1/stats"),
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/events"),
+    ] {
+        assert_eq!(send(method, path, "worker-secret", &json), 403, "{method} {path}");
+    }
+    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[]), 200, "the admin token does everything");
+    assert_eq!(send("POST", "/api/v1/workers/register", TOKEN, &json), 200, "workers with the admin token");
+    // Another site's page in the user's browser (CSRF), a rebound DNS name.
+    let from_evil = [("Content-Type", "application/json"), ("Origin", "http://evil.example")];
+    assert_eq!(send("POST", "/api/v1/files/1/cancel", TOKEN, &from_evil), 403);
+    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Host", "evil.example:8090")]), 403);
+    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Host", "media.lan:8090")]), 200, "ALLOWED_HOSTS");
+    let same_origin = format!("http://{addr}");
+    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Origin", same_origin.as_str())]), 200);
+    // A form post cannot change anything.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    assert_eq!(send("POST", "/api/v1/files/1/cancel", TOKEN, &form), 415);
+    assert_eq!(send("POST", "/api/v1/scan", TOKEN, &[]), 415);
+    assert_eq!(settle(&url, "nothing changed", |s| s["pending"] == 1)["cancelled"], 0);
+    // The page forbids framing and outside scripts.
+    let (page, _) = raw_from(
+        loopback(1),
+        &addr,
+        format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert!(page.contains("Content-Security-Policy: default-src 'self'; frame-ancestors 'none'"), "{page}");
+}
+
+#[test]
+fn without_a_token_one_is_generated_kept_private_and_required() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let state = d.path().join("state");
+    let mut c = master_command(&lib, &state.join("master.sqlite"), 0);
+    c.env_remove("AV1_TOKEN");
+    std::fs::create_dir_all(&state).unwrap();
+    let m = Proc::spawn(c);
+    let token_file = state.join("token");
+    m.wait_for(&format!("the admin token is in {}", token_file.display()));
+    let url = url_of(&m.wait_for("listening on http://"));
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64);
+    let get = |t: &str| {
+        agent()
+            .get(format!("{url}/api/v1/stats"))
+            .header("Authorization", format!("Bearer {t}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get("anything"), 401);
+    assert_eq!(get(&token), 200);
+    // Kept across starts, and never written to the log.
+    drop(m);
+    let mut c = master_command(&lib, &state.join("master.sqlite"), 0);
+    c.env_remove("AV1_TOKEN");
+    let m = Proc::spawn(c);
+    let listening = loop {
+        let line = m.wait_for("");
+        assert!(!line.contains(&token), "the token in the log: {line}");
+        if line.contains("listening on http://") {
+            break line;
+        }
+    };
+    let again = agent()
+        .get(format!("{}/api/v1/stats", url_of(&listening)))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 200, "kept across starts");
+    assert!(!m.saw(&token));
+}
+
+#[test]
+fn a_master_at_1024_open_files_survives_a_connection_flood() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let inner = master_command(&lib, &d.path().join("master.sqlite"), 0);
+    // The same command under `prlimit`, as systemd and many container runtimes start it.
+    let mut c = std::process::Command::new("prlimit");
+    c.arg("--nofile=1024:1024").arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let (m, url) = start_master(c);
+    let addr = url.trim_start_matches("http://").to_owned();
+    // 600 idle connections from one address: others are still answered meanwhile.
+    let mut idle: Vec<_> = (0..600).map(|_| connect_from(loopback(2), &addr)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert!(try_stats(&url).is_some(), "the master answers another client during the flood");
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+    // Then 700 more from ten other addresses: more than the process has descriptors
+    // for. New connections may be turned away while they last, but the master must
+    // not stop accepting for good.
+    idle.extend((0..700).map(|i| connect_from(loopback(3 + (i % 10) as u8), &addr)));
+    std::thread::sleep(Duration::from_millis(500));
+    drop(idle);
+    // And after it: the accept loop is alive.
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..20 {
+        assert!(try_stats(&url).is_some(), "the master answers after the flood");
+    }
+    assert!(!m.saw("panicked"), "no thread of the master panicked");
+}
