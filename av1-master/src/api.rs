@@ -36,6 +36,32 @@ pub struct State {
     pub config_version: String,
 }
 
+/// How much of what workers send the master keeps.
+mod limits {
+    /// Bytes of a name (worker, host, encoder, version).
+    pub const NAME: usize = 200;
+    /// Bytes of a phase word.
+    pub const PHASE: usize = 32;
+    /// Bytes of a progress object (JSON).
+    pub const PROGRESS: usize = 4096;
+    /// Bytes of a message (error, detail) kept; the rest is cut.
+    pub const MESSAGE: usize = 8192;
+    /// Bytes of the encoder settings (JSON) recorded with a result.
+    pub const SETTINGS: usize = 16384;
+
+    /// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut.
+    pub fn cut(s: &mut String, max: usize) {
+        if s.len() > max {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push_str(" […]");
+        }
+    }
+}
+
 /// Set by the signal handler: the HTTP threads finish their request and return.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -391,6 +417,16 @@ fn register(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
         Ok(i) => i,
         Err(r) => return r,
     };
+    let long = [
+        &info.host,
+        info.encoder.as_ref().unwrap_or(&String::new()),
+        info.version.as_ref().unwrap_or(&String::new()),
+    ]
+    .iter()
+    .any(|s| s.len() > limits::NAME);
+    if long {
+        return Reply::error(400, format!("host, encoder and version are at most {} bytes", limits::NAME));
+    }
     match queue.register_worker(&info) {
         Ok(id) => Reply::json(
             200,
@@ -457,13 +493,32 @@ struct JobBody {
     detail: String,
 }
 
+/// What a worker can make the master store is bounded: a phase is a short word, the
+/// progress a small object, messages are cut (they are for people).
+fn bound_job_body(b: &mut JobBody) -> Result<(), String> {
+    if b.phase.len() > limits::PHASE
+        || !b.phase.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        return Err(format!("a phase is a word of at most {} letters", limits::PHASE));
+    }
+    if !(b.progress.is_object() || b.progress.is_null()) || b.progress.to_string().len() > limits::PROGRESS {
+        return Err(format!("progress is a JSON object of at most {} bytes", limits::PROGRESS));
+    }
+    limits::cut(&mut b.error, limits::MESSAGE);
+    limits::cut(&mut b.detail, limits::MESSAGE);
+    Ok(())
+}
+
 /// `POST /api/v1/jobs/{id}/heartbeat|fail|skip|cancelled` with `{"lease", ...}`; 409 for a
 /// lease that is not the job's current one (nothing changes).
 fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]) -> Reply {
-    let b: JobBody = match parse(body) {
+    let mut b: JobBody = match parse(body) {
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Err(why) = bound_job_body(&mut b) {
+        return Reply::error(400, why);
+    }
     let stale = || Reply::error(409, "not the current lease of this job: drop it");
     let outcome = match action {
         "heartbeat" => {
@@ -543,6 +598,15 @@ fn complete(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
         Ok(c) => c,
         Err(r) => return r,
     };
+    let r = &c.result;
+    if r.blake3.len() != 64 || !r.blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Reply::error(400, "blake3 is 64 hexadecimal digits");
+    }
+    if r.encoder.len() > limits::NAME
+        || r.settings.as_ref().is_some_and(|s| s.to_string().len() > limits::SETTINGS)
+    {
+        return Reply::error(400, "encoder or settings too long");
+    }
     match av1core::library::deliver::accept(queue, id, &c.lease, &c.result, &state.policy) {
         Ok(Some(outcome)) => {
             tracing::info!(file = id, "result: {outcome:?}");

@@ -31,6 +31,9 @@ pub fn totals() -> (u64, u64) {
     (DOWNLOADED.load(Relaxed), UPLOADED.load(Relaxed))
 }
 
+/// File versions whose hash is kept in memory.
+const MAX_HASHES: usize = 4096;
+
 /// BLAKE3 of source files, by (path, size, mtime): one read per file version.
 #[derive(Default)]
 pub struct Hashes(Mutex<HashMap<(PathBuf, u64, i64), String>>);
@@ -48,6 +51,11 @@ impl Hashes {
         hasher.update_reader(file)?;
         let hash = hasher.finalize().to_hex().to_string();
         if let Ok(mut m) = self.0.lock() {
+            // Bounded: past this many file versions, start again (a hash is only a
+            // read of the file away).
+            if m.len() >= MAX_HASHES {
+                m.clear();
+            }
             m.insert(key, hash.clone());
         }
         Ok(hash)
@@ -167,6 +175,20 @@ fn write_error(what: &str, e: &std::io::Error) -> Reply {
     Reply::error(if full { 507 } else { 500 }, format!("{what}: {e}"))
 }
 
+/// An upload starts only when the library's disk has room for the largest result it
+/// may become (507 otherwise: the worker gives the job back for later), so uploads
+/// cannot fill the disk the originals live on.
+fn reserve_room(staged: &Path, limit: u64) -> Result<(), Reply> {
+    let needed = av1core::library::job::space_needed(limit);
+    match av1core::os::free_space(av1core::os::parent(staged)) {
+        Ok(free) if free < needed => Err(Reply::error(
+            507,
+            format!("the library's disk has {free} bytes free, {needed} needed for this result"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The upload's file, ready for the bytes at `offset`: created new at offset 0
 /// (`O_CREAT|O_EXCL|O_NOFOLLOW`), else opened without following a link and required to
 /// be a regular file with one name holding exactly `offset` bytes. Anything planted
@@ -228,6 +250,9 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
                 413,
                 format!("a result must be smaller than the original ({limit} bytes)"),
             ));
+        }
+        if offset == 0 {
+            reserve_room(&staged, limit)?;
         }
         let mut file = open_upload(&staged, offset)?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| Reply::error(500, e.to_string()))?;

@@ -201,7 +201,7 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
         "made-up lease",
     );
     t.expect("stale, foreign or replayed lease", beat(id1, &lease1), &[200], "own lease");
-    let complete = json!({ "lease": lease2, "size": 10, "blake3": "00", "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
+    let complete = json!({ "lease": lease2, "size": 10, "blake3": "00".repeat(32), "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
     let got = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete)).0;
     t.expect("stale, foreign or replayed lease", got, &[409], "complete with a foreign lease");
     let fail = |id: i64, lease: &str| {
@@ -216,11 +216,11 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     t.expect("stale, foreign or replayed lease", fail(id2, &lease2), &[200], "release");
     t.expect("stale, foreign or replayed lease", fail(id2, &lease2), &[409], "replayed release");
     t.expect("stale, foreign or replayed lease", beat(id2, &lease2), &[409], "heartbeat after release");
-    let complete = json!({ "lease": lease2, "size": 10, "blake3": "00", "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
+    let complete = json!({ "lease": lease2, "size": 10, "blake3": "00".repeat(32), "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
     let got = call(&url, "POST", &format!("/api/v1/jobs/{id2}/complete"), Some(complete)).0;
     t.expect("stale, foreign or replayed lease", got, &[409], "complete after release");
     // A completion whose result does not exist / does not match.
-    let complete = json!({ "lease": lease1, "size": 10, "blake3": "00", "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
+    let complete = json!({ "lease": lease1, "size": 10, "blake3": "00".repeat(32), "frames": 1, "encoder": "x", "fps": 1.0, "elapsed": 1.0 });
     let got = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete.clone())).0;
     t.expect("wrong result", got, &[200, 400, 409, 422], "a result that is not there");
     let replay = call(&url, "POST", &format!("/api/v1/jobs/{id1}/complete"), Some(complete)).0;

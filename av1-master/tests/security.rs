@@ -347,3 +347,42 @@ fn a_master_at_1024_open_files_survives_a_connection_flood() {
     }
     assert!(!m.saw("panicked"), "no thread of the master panicked");
 }
+
+#[test]
+fn what_a_worker_can_make_the_master_keep_is_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "a.mp4", 1);
+    let (_m, url, id, lease) = claimed(d.path(), &lib);
+    let post = |path: &str, body: serde_json::Value| call(&url, "POST", path, Some(body)).0;
+    let beat = format!("/api/v1/jobs/{id}/heartbeat");
+    assert_eq!(post(&beat, serde_json::json!({"lease": lease, "phase": "encoding"})), 200);
+    assert_eq!(post(&beat, serde_json::json!({"lease": lease, "phase": "x".repeat(10_000)})), 400);
+    assert_eq!(post(&beat, serde_json::json!({"lease": lease, "phase": "enc\nERROR"})), 400);
+    let big = serde_json::json!({ "percent": 1, "junk": "y".repeat(100_000) });
+    assert_eq!(post(&beat, serde_json::json!({"lease": lease, "progress": big})), 400);
+    assert_eq!(post(&beat, serde_json::json!({"lease": lease, "progress": "50%"})), 400);
+    let host = serde_json::json!({"name": "w2", "host": "h".repeat(1000)});
+    assert_eq!(post("/api/v1/workers/register", host), 400);
+    // A long error is kept cut, not whole.
+    let error = "e".repeat(500_000);
+    assert_eq!(
+        post(&format!("/api/v1/jobs/{id}/fail"), serde_json::json!({"lease": lease, "error": error})),
+        200
+    );
+    let (_, files) = call(&url, "GET", "/api/v1/files?status=failed", None);
+    let kept = files["files"][0]["detail"].as_str().unwrap().len();
+    assert!((8192..9000).contains(&kept), "{kept} bytes of the error kept");
+    // At most 1000 workers; a worker seen again keeps its place.
+    for i in 0..1000 {
+        let body = serde_json::json!({"name": format!("flood-{i}"), "host": "h"});
+        let status = post("/api/v1/workers/register", body);
+        if status != 200 {
+            assert_eq!((i, status), (999, 400), "one was registered before the flood");
+            break;
+        }
+    }
+    assert_eq!(post("/api/v1/workers/register", serde_json::json!({"name": "one-more", "host": "h"})), 400);
+    assert_eq!(post("/api/v1/workers/register", serde_json::json!({"name": "w", "host": "h"})), 200);
+}

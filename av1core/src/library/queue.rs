@@ -1088,6 +1088,9 @@ fn finish_in(
 /// stays named until [`Queue::credit_worker`] has counted the job for it.
 const LEASE_ENDS: &str = "lease_id = NULL, lease_expires = NULL, cancel_requested = 0";
 
+/// Attempts kept per file (older ones are removed as new ones end).
+pub const KEPT_ATTEMPTS: i64 = 10;
+
 /// [`finish_in`], optionally whatever the file's status is now.
 fn finish_row(
     tx: &rusqlite::Transaction<'_>,
@@ -1150,6 +1153,13 @@ fn finish_row(
         params![attempt_id, t, label, outcome.detail()],
     )
     .map_err(Error::db("recording a result"))?;
+    // A file's history is its last attempts, not every one since it was found.
+    tx.execute(
+        "DELETE FROM attempts WHERE file_id = ?1 AND id <=
+             (SELECT id FROM attempts WHERE file_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![file_id, KEPT_ATTEMPTS],
+    )
+    .map_err(Error::db("recording a result"))?;
     Ok(n == 1)
 }
 
@@ -1199,6 +1209,22 @@ mod tests {
         assert!(Running.can_become(Pending));
         assert!(Failed.can_become(Pending) && Done.can_become(Pending));
         assert!(!Pending.can_become(Done) && !Failed.can_become(Done));
+    }
+
+    #[test]
+    fn only_the_last_attempts_are_kept() {
+        let mut q = Queue::open_in_memory().unwrap();
+        q.upsert(&examined("/lib/a.mkv", 300, 30, Verdict::Encode)).unwrap();
+        for i in 0..25 {
+            let job = q.claim_next("w", FileOrder::Oldest, &[], &[]).unwrap().unwrap();
+            q.finish(&job, &Outcome::Requeued { detail: format!("round {i}") }).unwrap();
+        }
+        let (n, oldest): (i64, String) = q
+            .conn
+            .query_row("SELECT COUNT(*), MIN(detail) FROM attempts", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(n, KEPT_ATTEMPTS, "the last {KEPT_ATTEMPTS} of 25");
+        assert_eq!(oldest, "round 15");
     }
 
     #[test]

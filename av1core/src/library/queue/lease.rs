@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 
 /// Attempts a file gets before it fails for good.
 pub const MAX_ATTEMPTS: u32 = 3;
+/// Workers registered at most (see `Queue::register_worker`).
+pub const MAX_WORKERS: i64 = 1000;
 
 /// `lease_expires` of a job the master has taken over to check its result: the lease
 /// id stays (the result's name derives from it, so sweeps leave it alone), it never
@@ -167,6 +169,7 @@ impl Queue {
             return Err(Error::Config("a worker name is 1 to 200 characters".into()));
         }
         let t = now_ms();
+        self.make_room_for_worker(&w.name, t)?;
         self.conn
             .execute(
                 "INSERT INTO workers (name, host, cores, memory, encoder, version, registered_at, last_seen)
@@ -180,6 +183,37 @@ impl Queue {
         self.conn
             .query_row("SELECT id FROM workers WHERE name = ?1", [&w.name], |r| r.get(0))
             .map_err(Error::db("registering a worker"))
+    }
+
+    /// At most [`MAX_WORKERS`] registered: a new name first removes workers unseen for a
+    /// day that hold no job; if that leaves no room, it is refused.
+    fn make_room_for_worker(&mut self, name: &str, now: i64) -> Result<()> {
+        let known: bool = self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM workers WHERE name = ?1)", [name], |r| r.get(0))
+            .map_err(Error::db("registering a worker"))?;
+        let count: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))
+            .map_err(Error::db("registering a worker"))?;
+        if known || count < MAX_WORKERS {
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "DELETE FROM workers WHERE last_seen < ?1
+                     AND id NOT IN (SELECT lease_worker FROM files WHERE lease_worker IS NOT NULL)",
+                [now - 24 * 3600 * 1000],
+            )
+            .map_err(Error::db("registering a worker"))?;
+        let count: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM workers", [], |r| r.get(0))
+            .map_err(Error::db("registering a worker"))?;
+        if count >= MAX_WORKERS {
+            return Err(Error::Config(format!("{MAX_WORKERS} workers are registered already")));
+        }
+        Ok(())
     }
 
     /// Hands the next pending file to `worker` under a new lease valid for `ttl`; none
