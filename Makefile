@@ -24,7 +24,7 @@ SVT_STEP := svt
 endif
 BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all deps test-deps svt build demo test lint torture bench bench-svt bench-protocol bench-listing clean
+.PHONY: all deps test-deps svt build demo test lint torture bench bench-svt bench-protocol bench-listing bench-content clean
 
 all: build
 
@@ -78,6 +78,11 @@ bench-svt: test-deps
 # under many simulated workers, download/upload throughput with BLAKE3.
 bench-protocol: build test-deps
 	$(CARGO) run --release -p av1-master --example protocol_bench -- $(BENCH_ARGS)
+
+# What the master's content check of a result (verify_from) costs on a 1080p film,
+# against the encode's time.
+bench-content: build test-deps
+	$(CARGO) run --release -p av1-worker --example content_check -- $(BENCH_ARGS)
 
 # The listing the web page asks for, on a 100 000-file queue: p50/p99 per request.
 bench-listing: build test-deps

@@ -117,9 +117,7 @@ pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Send
             }
         };
         // Who may do what, before the body is read or the request queued anywhere.
-        if let Some((status, message)) =
-            crate::auth::refuse(&request, &state.hosts, state.tokens.role_of(&request))
-        {
+        if let Some((status, message)) = crate::auth::refuse(&request, &state.hosts, &state.tokens) {
             http::refuse(request, Reply::error(status, message));
             continue;
         }

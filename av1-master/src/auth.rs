@@ -4,11 +4,14 @@
 //! - Two roles: the **admin** token (`AV1_TOKEN`: everything) and the **worker** token
 //!   (`AV1_WORKER_TOKEN`: register, claim, config, heartbeats, transfers and job
 //!   endings). The admin token also lets workers in, so one-token setups keep working.
-//! - Browsers cannot be turned against the master: the `Host` must be one the master
-//!   answers to (an IP address, `localhost`, or a name in `ALLOWED_HOSTS`: no DNS
-//!   rebinding), an `Origin`, when sent, must be the master itself (no cross-site
-//!   request), and every state-changing call carries `Content-Type: application/json`
-//!   (a form or a `no-cors` fetch cannot).
+//! - Browsers cannot be turned against the master. A browser never adds the Bearer
+//!   token by itself, so a request with a valid token comes from the token's holder;
+//!   without one (only the page's files and `/healthz`, or every call under
+//!   `--insecure-no-token`) the `Host` must be one the master answers to (an IP
+//!   address, `localhost`, or a name in `ALLOWED_HOSTS`: no DNS rebinding) and an
+//!   `Origin`, when sent, the master itself (no cross-site request). Every
+//!   state-changing call carries `Content-Type: application/json` (a form or a
+//!   `no-cors` fetch cannot), and the open routes take no body.
 //! - A refused request is answered with `Connection: close` and its body left unread.
 
 use std::fmt;
@@ -63,6 +66,11 @@ impl Tokens {
         self.admin.as_deref()
     }
 
+    /// Whether requests must carry a token (not under `--insecure-no-token`).
+    pub fn required(&self) -> bool {
+        self.admin.is_some()
+    }
+
     /// The role the request's `Authorization: Bearer` token gives (compared in
     /// constant time), if any.
     pub fn role_of(&self, request: &Request) -> Option<Role> {
@@ -85,7 +93,8 @@ impl Tokens {
 
 /// What `method path` asks of its caller.
 pub fn need(method: &Method, path: &str) -> Need {
-    if path == "/healthz" || (*method == Method::Get && crate::ui::asset(path).is_some()) {
+    let read = matches!(method, Method::Get | Method::Head);
+    if path == "/healthz" || (read && crate::ui::asset(path).is_some()) {
         return Need::Nobody;
     }
     let worker = match (method, path) {
@@ -114,6 +123,11 @@ impl Hosts {
         Hosts(names.iter().map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect())
     }
 
+    /// A name from `ALLOWED_HOSTS` (with or without a port).
+    fn named(&self, authority: &str) -> bool {
+        self.0.contains(&host_name(authority))
+    }
+
     fn allows(&self, host: &str) -> bool {
         let name = host_name(host);
         name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || self.0.contains(&name)
@@ -132,8 +146,8 @@ fn host_name(authority: &str) -> String {
 }
 
 /// Why a request is refused before its body is read: `(status, message)`; `None` to
-/// let it through. `role` is what its token gives.
-pub fn refuse(request: &Request, hosts: &Hosts, role: Option<Role>) -> Option<(u16, String)> {
+/// let it through.
+pub fn refuse(request: &Request, hosts: &Hosts, tokens: &Tokens) -> Option<(u16, String)> {
     let header = |name: &str| {
         request
             .headers()
@@ -141,22 +155,37 @@ pub fn refuse(request: &Request, hosts: &Hosts, role: Option<Role>) -> Option<(u
             .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
     };
-    let host = header("Host");
-    if let Some(host) = host.filter(|h| !hosts.allows(h)) {
-        return Some((403, format!("this master does not answer to the host name {host:?} (ALLOWED_HOSTS)")));
-    }
+    let role = tokens.role_of(request);
     let path = request.url().split('?').next().unwrap_or_default();
     let method = request.method();
     let changes = !matches!(method, Method::Get | Method::Head | Method::Options);
-    if let Some(origin) = header("Origin") {
-        let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
-        let same = authority.zip(host).is_some_and(|(a, h)| a.eq_ignore_ascii_case(h.trim()));
-        if !same && (changes || need(method, path) != Need::Nobody) {
-            return Some((403, format!("requests from other sites ({origin}) are refused")));
+    // A token's holder sent this (a browser never adds one by itself); without one,
+    // the browser checks apply: reverse proxies and service names work with tokens.
+    let by_holder = tokens.required() && role.is_some();
+    if !by_holder {
+        let host = header("Host");
+        if let Some(host) = host.filter(|h| !hosts.allows(h)) {
+            return Some((
+                403,
+                format!("this master does not answer to the host name {host:?} (ALLOWED_HOSTS)"),
+            ));
+        }
+        if let Some(origin) = header("Origin") {
+            let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
+            let same = authority
+                .is_some_and(|a| host.is_some_and(|h| a.eq_ignore_ascii_case(h.trim())) || hosts.named(a));
+            if !same {
+                return Some((403, format!("requests from other sites ({origin}) are refused")));
+            }
         }
     }
     match (need(method, path), role) {
-        (Need::Nobody, _) => return None,
+        (Need::Nobody, _) => {
+            let body = request.body_length().is_some_and(|n| n > 0)
+                || header("Transfer-Encoding").is_some()
+                || header("Expect").is_some();
+            return body.then(|| (413, "this takes no request body".into()));
+        }
         (Need::Role(_), None) => {
             return Some((401, "missing or wrong token (Authorization: Bearer TOKEN)".into()))
         }

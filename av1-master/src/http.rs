@@ -29,10 +29,6 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Most connections open at once from one client address (a worker holds two or
-/// three; a page a few).
-pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
-
 /// Most connections open at once overall: each takes two descriptors; a quarter of
 /// the open-files limit (at least 256) stays for the queue's files, transfers and the
 /// encoder, and never more than 4096.
@@ -42,17 +38,25 @@ fn max_connections() -> usize {
     (files.saturating_sub((files / 4).max(256)) / 2).clamp(16, 4096)
 }
 
+/// Connections open at once: `total` (default: from the open-files limit) and from one
+/// client address.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub total: Option<usize>,
+    pub per_address: usize,
+}
+
 /// Binds `addr` (accepted connections inherit TCP_NODELAY).
-pub fn listen(addr: SocketAddr) -> anyhow::Result<Arc<Server>> {
+pub fn listen(addr: SocketAddr, limits: Limits) -> anyhow::Result<Arc<Server>> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     // No socket timeouts on the listener: Linux applies SO_RCVTIMEO to accept(), and
     // tiny_http stops accepting on the first error (the master went deaf after 30 idle
     // seconds). Accepted connections get them instead (our patch of tiny_http), and
     // slow clients can hold at most the bulk lane meanwhile (api::serve).
     tiny_http::set_connection_timeout(Some(CONNECTION_TIMEOUT));
-    let total = max_connections();
-    tiny_http::set_connection_limits(total, MAX_CONNECTIONS_PER_ADDRESS);
-    tracing::info!("at most {total} connections at once, {MAX_CONNECTIONS_PER_ADDRESS} from one address");
+    let total = limits.total.unwrap_or_else(max_connections);
+    tiny_http::set_connection_limits(total, limits.per_address);
+    tracing::info!("at most {total} connections at once, {} from one address", limits.per_address);
     // No Nagle delay: a reply written in two parts (headers, body) must not wait for
     // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
     rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;
@@ -106,6 +110,7 @@ pub fn refuse(mut request: Request, reply: Reply) {
     let response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(header("Content-Type", reply.content_type))
+        .with_header(header("X-Content-Type-Options", "nosniff"))
         .with_header(header("Connection", "close"));
     let _ = request.respond(response);
 }

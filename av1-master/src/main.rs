@@ -57,6 +57,14 @@ pub struct Config {
     /// one machine has the whole product.
     #[arg(long, env = "LOCAL_WORKER", value_parser = clap::builder::BoolishValueParser::new())]
     pub local_worker: bool,
+    /// Connections open at once [default: from the open-files limit, each takes two
+    /// descriptors and a quarter stays free, at most 4096].
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (a worker holds two or three,
+    /// a page a few); beyond, new ones are closed as soon as accepted.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64)]
+    pub max_connections_per_address: usize,
     /// HTTP threads (requests served at the same time).
     #[arg(long, default_value_t = 16)]
     pub http_threads: usize,
@@ -173,7 +181,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         (cfg.scan_interval > 0).then(|| Duration::from_secs(cfg.scan_interval * 60)),
     ));
 
-    let server = http::listen(SocketAddr::new(cfg.bind, cfg.port))?;
+    let limits = http::Limits { total: cfg.max_connections, per_address: cfg.max_connections_per_address };
+    let server = http::listen(SocketAddr::new(cfg.bind, cfg.port), limits)?;
     let addr = server.server_addr().to_ip().context("not an IP listener")?;
     tracing::info!("listening on http://{addr} (library: {:?}, queue: {})", roots, db.display());
     let order: FileOrder = cfg.file_order.parse()?;

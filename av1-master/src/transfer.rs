@@ -62,6 +62,10 @@ impl Hashes {
     }
 }
 
+fn header_u64(request: &Request, name: &'static str) -> Option<u64> {
+    request.headers().iter().find(|h| h.field.equiv(name)).and_then(|h| h.value.as_str().trim().parse().ok())
+}
+
 fn lease_of(request: &Request) -> Option<String> {
     request.headers().iter().find(|h| h.field.equiv("X-Lease")).map(|h| h.value.as_str().trim().to_owned())
 }
@@ -154,12 +158,11 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
     let reply = match queue.leased(id, &lease) {
         Ok(Some(job)) => {
             let staged = names::staged_for_lease(&names::target_for(&job.path), &lease);
-            // The name itself: a link planted there is not an upload (the next chunk
-            // at offset 0 removes it).
-            let n = match std::fs::symlink_metadata(&staged) {
-                Ok(m) if m.file_type().is_file() => m.len(),
-                _ => 0,
-            };
+            // Beneath the root, not followed: a link planted there is not an upload
+            // (the next chunk at offset 0 removes it).
+            let n = os::open_beneath(&job.root, &staged)
+                .and_then(|f| os::require_regular(&f))
+                .map_or(0, |m| m.len());
             Reply::json(200, &serde_json::json!({ "received": n }))
         }
         Ok(None) => Reply::error(409, "not the current lease of this job"),
@@ -175,11 +178,15 @@ fn write_error(what: &str, e: &std::io::Error) -> Reply {
     Reply::error(if full { 507 } else { 500 }, format!("{what}: {e}"))
 }
 
-/// An upload starts only when the library's disk has room for the largest result it
-/// may become (507 otherwise: the worker gives the job back for later), so uploads
-/// cannot fill the disk the originals live on.
-fn reserve_room(staged: &Path, limit: u64) -> Result<(), Reply> {
-    let needed = av1core::library::job::space_needed(limit);
+/// An upload starts only when the library's disk has room for the whole result (its
+/// announced `X-Result-Size`, else the largest it may become) and a margin (507
+/// otherwise: the worker gives the job back for later), so uploads cannot fill the disk
+/// the originals live on.
+fn reserve_room(staged: &Path, announced: Option<u64>, limit: u64) -> Result<(), Reply> {
+    let needed = match announced {
+        Some(n) => n + (64 << 10),
+        None => av1core::library::job::space_needed(limit),
+    };
     match av1core::os::free_space(av1core::os::parent(staged)) {
         Ok(free) if free < needed => Err(Reply::error(
             507,
@@ -193,7 +200,7 @@ fn reserve_room(staged: &Path, limit: u64) -> Result<(), Reply> {
 /// (`O_CREAT|O_EXCL|O_NOFOLLOW`), else opened without following a link and required to
 /// be a regular file with one name holding exactly `offset` bytes. Anything planted
 /// under the name (a link, a hard link, a FIFO) is removed, never written through.
-fn open_upload(staged: &Path, offset: u64) -> Result<std::fs::File, Reply> {
+fn open_upload(root: &Path, staged: &Path, offset: u64) -> Result<std::fs::File, Reply> {
     let resume = |have: u64| {
         Reply::error(409, format!("the master has {have} bytes, not {offset}: resume from there"))
     };
@@ -205,12 +212,14 @@ fn open_upload(staged: &Path, offset: u64) -> Result<std::fs::File, Reply> {
             }
             Err(_) => {}
         }
-        return os::create_new(staged).map_err(|e| match e.kind() {
+        // Created beneath the root: a directory above swapped for a link is refused.
+        return os::open_beneath_as(root, staged, os::Access::CreateNew(0o600)).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => resume(0),
             _ => write_error("cannot write the result", &e),
         });
     }
-    let file = match os::open_regular(staged, true) {
+    let opened = os::open_beneath_as(root, staged, os::Access::ReadWrite);
+    let file = match opened.and_then(|f| os::require_regular(&f).map(|_| f)) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(resume(0)),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -252,9 +261,16 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             ));
         }
         if offset == 0 {
-            reserve_room(&staged, limit)?;
+            let announced = header_u64(&request, "X-Result-Size");
+            if announced.is_some_and(|n| n > limit) {
+                return Err(Reply::error(
+                    413,
+                    format!("a result must be smaller than the original ({limit} bytes)"),
+                ));
+            }
+            reserve_room(&staged, announced, limit)?;
         }
-        let mut file = open_upload(&staged, offset)?;
+        let mut file = open_upload(&job.root, &staged, offset)?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| Reply::error(500, e.to_string()))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut total = offset;

@@ -238,13 +238,13 @@ fn roles_host_names_origins_and_content_types() {
     }
     assert_eq!(send("GET", "/api/v1/files", TOKEN, &[]), 200, "the admin token does everything");
     assert_eq!(send("POST", "/api/v1/workers/register", TOKEN, &json), 200, "workers with the admin token");
-    // Another site's page in the user's browser (CSRF), a rebound DNS name.
-    let from_evil = [("Content-Type", "application/json"), ("Origin", "http://evil.example")];
-    assert_eq!(send("POST", "/api/v1/files/1/cancel", TOKEN, &from_evil), 403);
-    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Host", "evil.example:8090")]), 403);
-    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Host", "media.lan:8090")]), 200, "ALLOWED_HOSTS");
-    let same_origin = format!("http://{addr}");
-    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Origin", same_origin.as_str())]), 200);
+    // A token's holder may come through a reverse proxy or a service name (a browser
+    // never adds the token by itself, so neither CSRF nor DNS rebinding can send one).
+    assert_eq!(send("GET", "/api/v1/files", TOKEN, &[("Host", "av1-master:8090")]), 200);
+    let proxied = [("Content-Type", "application/json"), ("Origin", "https://media.example.org")];
+    assert_eq!(send("POST", "/api/v1/workers/register", TOKEN, &proxied), 200);
+    // The open routes take no body.
+    assert_eq!(send("POST", "/healthz", TOKEN, &json), 413);
     // A form post cannot change anything.
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     assert_eq!(send("POST", "/api/v1/files/1/cancel", TOKEN, &form), 415);
@@ -258,6 +258,39 @@ fn roles_host_names_origins_and_content_types() {
         Duration::from_secs(5),
     );
     assert!(page.contains("Content-Security-Policy: default-src 'self'; frame-ancestors 'none'"), "{page}");
+}
+
+#[test]
+fn without_tokens_other_sites_and_rebound_names_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "a.mp4", 1);
+    let mut c = master_command(&lib, &d.path().join("master.sqlite"), 0);
+    c.env_remove("AV1_TOKEN").env("ALLOWED_HOSTS", "media.lan").arg("--insecure-no-token");
+    let (_m, url) = start_master(c);
+    settle(&url, "the scan", |s| s["pending"] == 1);
+    let addr = url.trim_start_matches("http://").to_owned();
+    let send = |method: &str, path: &str, headers: &[(&str, &str)]| -> u16 {
+        let head: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let host = if headers.iter().any(|(k, _)| *k == "Host") {
+            String::new()
+        } else {
+            format!("Host: {addr}\r\n")
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n{head}\r\n{{}}"
+        );
+        let (answer, _) = raw_from(loopback(1), &addr, request.as_bytes(), Duration::from_secs(10));
+        answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    };
+    // Another site's page in the user's browser (CSRF), a rebound DNS name.
+    assert_eq!(send("POST", "/api/v1/files/1/cancel", &[("Origin", "http://evil.example")]), 403);
+    assert_eq!(send("GET", "/api/v1/files", &[("Host", "evil.example:8090")]), 403);
+    assert_eq!(send("GET", "/api/v1/files", &[("Host", "media.lan:8090")]), 200, "ALLOWED_HOSTS");
+    let same_origin = format!("http://{addr}");
+    assert_eq!(send("GET", "/api/v1/files", &[("Origin", same_origin.as_str())]), 200);
+    assert_eq!(settle(&url, "nothing changed", |s| s["pending"] == 1)["cancelled"], 0);
 }
 
 #[test]
@@ -309,12 +342,17 @@ fn without_a_token_one_is_generated_kept_private_and_required() {
     assert!(!m.saw(&token));
 }
 
-#[test]
-fn a_master_at_1024_open_files_survives_a_connection_flood() {
-    let d = tempfile::tempdir().unwrap();
-    let lib = d.path().join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    let inner = master_command(&lib, &d.path().join("master.sqlite"), 0);
+/// A master under `prlimit --nofile=1024:1024`, as systemd and many container runtimes
+/// start it, with `extra` arguments.
+fn master_at_1024_files(d: &Path, lib: &Path, extra: &[&str]) -> (Proc, String) {
+    // This test process opens the flood's connections: its own limit must allow them.
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut own = getrlimit(Resource::Nofile);
+    own.current = own.maximum;
+    let _ = setrlimit(Resource::Nofile, own);
+    assert!(getrlimit(Resource::Nofile).current.is_none_or(|n| n >= 4096), "the test needs 4096 open files");
+    let mut inner = master_command(lib, &d.join("master.sqlite"), 0);
+    inner.args(extra);
     // The same command under `prlimit`, as systemd and many container runtimes start it.
     let mut c = std::process::Command::new("prlimit");
     c.arg("--nofile=1024:1024").arg(inner.get_program()).args(inner.get_args());
@@ -324,10 +362,18 @@ fn a_master_at_1024_open_files_survives_a_connection_flood() {
             None => c.env_remove(k),
         };
     }
-    let (m, url) = start_master(c);
+    start_master(c)
+}
+
+#[test]
+fn a_master_at_1024_open_files_survives_a_connection_flood() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let (m, url) = master_at_1024_files(d.path(), &lib, &[]);
     let addr = url.trim_start_matches("http://").to_owned();
     // 600 idle connections from one address: others are still answered meanwhile.
-    let mut idle: Vec<_> = (0..600).map(|_| connect_from(loopback(2), &addr)).collect();
+    let mut idle: Vec<_> = (0..600).map(|_| flood_from(loopback(2), &addr)).collect();
     std::thread::sleep(Duration::from_millis(500));
     for _ in 0..20 {
         let started = std::time::Instant::now();
@@ -337,7 +383,7 @@ fn a_master_at_1024_open_files_survives_a_connection_flood() {
     // Then 700 more from ten other addresses: more than the process has descriptors
     // for. New connections may be turned away while they last, but the master must
     // not stop accepting for good.
-    idle.extend((0..700).map(|i| connect_from(loopback(3 + (i % 10) as u8), &addr)));
+    idle.extend((0..700).map(|i| flood_from(loopback(3 + (i % 10) as u8), &addr)));
     std::thread::sleep(Duration::from_millis(500));
     drop(idle);
     // And after it: the accept loop is alive.
@@ -385,4 +431,30 @@ fn what_a_worker_can_make_the_master_keep_is_bounded() {
     }
     assert_eq!(post("/api/v1/workers/register", serde_json::json!({"name": "one-more", "host": "h"})), 400);
     assert_eq!(post("/api/v1/workers/register", serde_json::json!({"name": "w", "host": "h"})), 200);
+}
+
+#[test]
+fn out_of_descriptors_the_master_keeps_accepting() {
+    // No connection limit: 1300 idle connections use up the 1024 descriptors. The
+    // master cannot answer while they last, but it must not stop accepting for good
+    // (upstream tiny_http ended its accept loop at the first EMFILE, or panicked).
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let limits = ["--max-connections", "100000", "--max-connections-per-address", "100000"];
+    let (m, url) = master_at_1024_files(d.path(), &lib, &limits);
+    let addr = url.trim_start_matches("http://").to_owned();
+    let idle: Vec<_> = (0..1300).map(|i| flood_from(loopback(2 + (i % 10) as u8), &addr)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(idle);
+    // Once the flood's connections are closed (and the ones left in the backlog
+    // accepted and found closed), it answers again, call after call.
+    let started = std::time::Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the master stopped accepting");
+        in_a_row = if try_stats(&url).is_some() { in_a_row + 1 } else { 0 };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!m.saw("panicked"), "no thread of the master panicked");
 }

@@ -464,13 +464,16 @@ fn work(
     };
     let free = av1core::os::free_space(&room_dir).unwrap_or(u64::MAX);
     let downloaded = if free < needed {
-        Err(Encoded::NoRoom(format!("{} has {free} bytes free, {needed} needed", room_dir.display())))
+        // The directory stays in this worker's log; the master hears the numbers.
+        tracing::warn!(file = id, "{} has {free} bytes free, {needed} needed", room_dir.display());
+        Err(Encoded::NoRoom(format!("{free} bytes free, {needed} needed")))
     } else if shared {
         Ok(())
     } else {
-        download(master, id, lease, &input, &stale).map_err(|e| {
+        download(master, id, lease, c.job.size, &input, &stale).map_err(|e| {
             if full_disk(&e) {
-                Encoded::NoRoom(format!("downloading the source: {e:#}"))
+                tracing::warn!(file = id, "downloading the source: {e:#}");
+                Encoded::NoRoom("its disk filled up while downloading the source".into())
             } else if e.downcast_ref::<SourceChanged>().is_some() {
                 Encoded::GiveBack(format!("downloading the source: {e:#}"))
             } else {
@@ -652,7 +655,14 @@ fn set_phase(phase: &Mutex<&'static str>, now: &'static str) {
 
 /// Downloads the job's source to `to`, resuming what is there, until it has the size
 /// and BLAKE3 the master announces. Network cuts are retried while the lease holds.
-fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool) -> anyhow::Result<()> {
+fn download(
+    master: &Master,
+    id: i64,
+    lease: &str,
+    claimed: u64,
+    to: &Path,
+    stale: &AtomicBool,
+) -> anyhow::Result<()> {
     let mut wait = 1u64;
     loop {
         if stale.load(Ordering::SeqCst) {
@@ -685,6 +695,10 @@ fn download(master: &Master, id: i64, lease: &str, to: &Path, stale: &AtomicBool
             }
             let header = |k: &str| resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let size: u64 = header("X-Size").and_then(|v| v.parse().ok()).context("no X-Size")?;
+            // The size the claim announced, and no other: room was checked for it.
+            if size != claimed {
+                bail!("the master answered a size of {size} bytes for a file claimed with {claimed}");
+            }
             let hash = header("X-Blake3").context("no X-Blake3")?;
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(to)?;
             let start = if status == 200 { 0 } else { have };
@@ -766,7 +780,9 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
             let mut put = master
                 .agent
                 .put(format!("{}/api/v1/jobs/{id}/result?offset={have}", master.base))
-                .header("X-Lease", lease);
+                .header("X-Lease", lease)
+                // The whole result's size: the master makes sure it has room for it.
+                .header("X-Result-Size", size.to_string());
             if let Some(t) = &master.token {
                 put = put.header("Authorization", format!("Bearer {t}"));
             }

@@ -138,16 +138,25 @@ fn invalid(what: &str) -> std::io::Error {
 }
 
 /// Creates `path` as a new, empty file (`O_CREAT|O_EXCL|O_NOFOLLOW`: never an existing
-/// name, never through a link), read-write, mode 0600 until its owner is set.
-pub fn create_new(path: &Path) -> std::io::Result<File> {
+/// name, never through a link), read-write, with `mode` (less the umask).
+pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
+}
+
+/// How [`open_beneath_as`] opens the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+    /// Created new (`O_CREAT|O_EXCL`), read-write, with this mode (less the umask).
+    CreateNew(u32),
 }
 
 /// Opens the library file `path` for reading, resolving it beneath `root` (its library
@@ -159,17 +168,34 @@ pub fn create_new(path: &Path) -> std::io::Result<File> {
 /// `InvalidInput` saying why; a missing one is `NotFound`. A root that is itself a
 /// single video file (`path == root`) is opened with `O_NOFOLLOW`.
 pub fn open_beneath(root: &Path, path: &Path) -> std::io::Result<File> {
+    open_beneath_as(root, path, Access::Read)
+}
+
+/// [`open_beneath`], for reading, writing or creating (files of ours beside a source).
+pub fn open_beneath_as(root: &Path, path: &Path, access: Access) -> std::io::Result<File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let rel = path.strip_prefix(root).map_err(|_| invalid("not beneath its library root"))?;
+    let (flags, mode) = match access {
+        Access::Read => (OFlags::RDONLY, Mode::empty()),
+        Access::ReadWrite => (OFlags::RDWR, Mode::empty()),
+        Access::CreateNew(m) => (OFlags::RDWR | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(m)),
+    };
+    let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = if rel.as_os_str().is_empty() {
+        if access != Access::Read {
+            return Err(invalid("the library root itself"));
+        }
         open_no_follow(path)?
     } else {
         let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how) {
+        match rustix::fs::openat2(&dir, rel, flags, mode, how) {
             Ok(fd) => File::from(fd),
-            Err(rustix::io::Errno::NOSYS) => walk_beneath(dir, rel)?,
+            // No openat2 (before 5.6), or a seccomp filter that refuses it (older
+            // container runtimes answer EPERM).
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM | rustix::io::Errno::INVAL) => {
+                walk_beneath(dir, rel, flags, mode)?
+            }
             Err(e) => return Err(beneath_error(e)),
         }
     };
@@ -203,7 +229,12 @@ fn beneath_error(e: rustix::io::Errno) -> std::io::Error {
 
 /// `openat2`'s guarantee on kernels without it: each directory opened with
 /// `O_NOFOLLOW | O_DIRECTORY` from the one before, `..` refused.
-fn walk_beneath(root: rustix::fd::OwnedFd, rel: &Path) -> std::io::Result<File> {
+fn walk_beneath(
+    root: rustix::fd::OwnedFd,
+    rel: &Path,
+    last_flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+) -> std::io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     use std::path::Component;
     let parts: Vec<_> = rel.components().collect();
@@ -211,12 +242,12 @@ fn walk_beneath(root: rustix::fd::OwnedFd, rel: &Path) -> std::io::Result<File> 
     for (i, part) in parts.iter().enumerate() {
         let Component::Normal(name) = part else { return Err(invalid("outside its library root")) };
         let last = i + 1 == parts.len();
-        let flags = if last {
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC
+        let (flags, mode) = if last {
+            (last_flags, mode)
         } else {
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+            (OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
         };
-        let fd = rustix::fs::openat(&dir, *name, flags, Mode::empty()).map_err(beneath_error)?;
+        let fd = rustix::fs::openat(&dir, *name, flags, mode).map_err(beneath_error)?;
         if last {
             return Ok(File::from(fd));
         }
@@ -304,7 +335,7 @@ mod tests {
         let e = open_regular(&link, false).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
-        assert!(create_new(&link).is_err());
+        assert!(create_new(&link, 0o600).is_err());
         assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
 
         let fifo = dir.path().join("fifo");
@@ -319,7 +350,7 @@ mod tests {
         assert!(e.to_string().contains("2 names"), "{e}");
 
         let plain = dir.path().join("plain");
-        let f = create_new(&plain).unwrap();
+        let f = create_new(&plain, 0o600).unwrap();
         assert!(names_file(&plain, &f));
         assert!(!names_file(&outside, &f));
         assert_eq!(std::fs::read(fd_path(&f)).unwrap(), b"");
@@ -354,11 +385,13 @@ mod tests {
             use rustix::fs::{Mode, OFlags};
             rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap()
         };
-        assert!(walk_beneath(rootfd(&root), Path::new("Films/a.mp4")).is_err());
-        assert!(walk_beneath(rootfd(&root), Path::new("../outside/a.mp4")).is_err());
+        let read = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW;
+        let none = rustix::fs::Mode::empty();
+        assert!(walk_beneath(rootfd(&root), Path::new("Films/a.mp4"), read, none).is_err());
+        assert!(walk_beneath(rootfd(&root), Path::new("../outside/a.mp4"), read, none).is_err());
         std::fs::create_dir(root.join("TV")).unwrap();
         std::fs::write(root.join("TV/b.mkv"), "tv").unwrap();
-        let f = walk_beneath(rootfd(&root), Path::new("TV/b.mkv")).unwrap();
+        let f = walk_beneath(rootfd(&root), Path::new("TV/b.mkv"), read, none).unwrap();
         assert_eq!(std::fs::read(fd_path(&f)).unwrap(), b"tv");
 
         // A FIFO does not hang the caller.
@@ -366,6 +399,16 @@ mod tests {
         mknodat(CWD, root.join("TV/c.ts"), FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
         let e = open_beneath(&root, &root.join("TV/c.ts")).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+
+        // Created beneath the root, never through the swapped directory.
+        let made = open_beneath_as(&root, &root.join("TV/.new"), Access::CreateNew(0o600)).unwrap();
+        assert!(made.metadata().unwrap().is_file());
+        assert!(
+            open_beneath_as(&root, &root.join("TV/.new"), Access::CreateNew(0o600)).is_err(),
+            "exclusive"
+        );
+        assert!(open_beneath_as(&root, &root.join("Films/.new"), Access::CreateNew(0o600)).is_err());
+        assert!(!outside.join(".new").exists());
     }
 
     #[test]

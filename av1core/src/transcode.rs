@@ -109,22 +109,27 @@ pub fn transcode(
     let started = Instant::now();
     let input_size = std::fs::metadata(input).map_err(Error::io("reading metadata", input))?.len();
     let temp = temp_path(output);
+    // Ours by name; whatever is there (a stale one, a link someone planted) is removed
+    // and the file created new, never opened through a link: libavformat writes it
+    // through this descriptor (`/proc/self/fd/N`).
     let _ = std::fs::remove_file(&temp);
+    let created = crate::os::create_new(&temp, 0o666).map_err(Error::io("creating the output", &temp))?;
     let guard = RemoveOnDrop(&temp);
+    let written = crate::os::fd_path(&created);
+    let names = [(written.as_path(), temp.as_path())];
 
-    let stats = run(input, &temp, plan, cancel, &mut on_progress)?;
+    let stats = run(input, &written, plan, cancel, &mut on_progress).map_err(|e| e.naming(&names))?;
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
-    let file = std::fs::File::open(&temp).map_err(Error::io("opening the output", &temp))?;
-    file.sync_all().map_err(Error::io("syncing the output", &temp))?;
-    drop(file);
+    created.sync_all().map_err(Error::io("syncing the output", &temp))?;
 
     let verify_started = Instant::now();
     let verification =
-        verify::verify_written(&temp, plan, stats.frames, &stats.checked, stats.source_duration)?;
+        verify::verify_written(&written, plan, stats.frames, &stats.checked, stats.source_duration)
+            .map_err(|e| e.naming(&names))?;
     let verify_elapsed = verify_started.elapsed();
-    let output_size = std::fs::metadata(&temp).map_err(Error::io("reading metadata", &temp))?.len();
+    let output_size = created.metadata().map_err(Error::io("reading metadata", &temp))?.len();
     std::fs::rename(&temp, output).map_err(Error::io("renaming the output into place", output))?;
     std::mem::forget(guard);
     let elapsed = started.elapsed();

@@ -3,7 +3,10 @@
 //! and the chapters are those planned; the duration is within max(0.5 s, 1%) of the
 //! source's; every video frame decodes; the HDR signalling (colour description,
 //! mastering display, content light level) equals the source's, in the AV1 stream and
-//! in the Matroska track.
+//! in the Matroska track. A result made elsewhere must also show the source's pictures
+//! ([`content`]).
+
+mod content;
 
 use std::path::Path;
 
@@ -27,26 +30,50 @@ pub struct Verification {
     pub chapters: usize,
     pub hdr: HdrKind,
     pub bit_depth: u8,
+    /// The lowest PSNR (luma, dB) of the pictures compared with the source's, when
+    /// they were ([`verify_from`]).
+    #[serde(default)]
+    pub content_psnr: Option<f64>,
 }
 
 /// Verifies `output` against `plan`. `frames_written`, when known, must equal the
 /// number of frames that decode. Every problem found is listed in the error.
 pub fn verify(output: &Path, plan: &Plan, frames_written: Option<u64>) -> Result<Verification> {
-    check(output, plan, plan.duration, frames_written, |main| decode_all(output, main))
+    check(output, plan, plan.duration, frames_written, |main| decode_all(output, main, None))
 }
 
-/// [`verify`] for a result made elsewhere (a worker's upload) from `source`: when the
-/// source's clock jumps (MPEG-TS/PS cut and joined), its declared duration is
-/// meaningless and the length read from the whole source is the one to match, as the
-/// transcode itself did.
+/// [`verify`] for a result made elsewhere (a worker's upload) from `source`, which must
+/// also show the source's pictures at [`content::SAMPLES`] moments (PSNR at least
+/// [`content::MIN_PSNR`]): another clip, a black or frozen encode or a shifted
+/// timeline fails. When the source's clock jumps (MPEG-TS/PS cut and joined), its
+/// declared duration is meaningless and the length read from the whole source is the
+/// one to match, as the transcode itself did; its timestamps were rewritten, so its
+/// pictures are not compared.
 pub fn verify_from(
     source: &Path,
     output: &Path,
     plan: &Plan,
     frames_written: Option<u64>,
 ) -> Result<Verification> {
-    let duration = crate::probe::timeline::length_if_jumping(source)?.unwrap_or(plan.duration);
-    check(output, plan, duration, frames_written, |main| decode_all(output, main))
+    let jumping = crate::probe::timeline::length_if_jumping(source)?;
+    let duration = jumping.unwrap_or(plan.duration);
+    let mut sampler = content::Sampler::new(duration);
+    let sampling = jumping.is_none().then_some(&mut sampler);
+    let mut verification =
+        check(output, plan, duration, frames_written, |main| decode_all(output, main, sampling))?;
+    if jumping.is_some() {
+        return Ok(verification);
+    }
+    let mut problems = Vec::new();
+    if sampler.pictures.is_empty() {
+        problems.push("no picture of the result could be compared with the source".to_owned());
+    }
+    let similarity = content::compare(source, plan, &sampler.pictures, &mut problems)?;
+    if !problems.is_empty() {
+        return Err(Error::Verify { path: output.into(), problems });
+    }
+    verification.content_psnr = similarity.psnr.iter().copied().reduce(f64::min);
+    Ok(verification)
 }
 
 /// Verifies a file this library just wrote, whose video packets were decoded while it
@@ -182,6 +209,7 @@ fn check(
         chapters: info.chapters.len(),
         hdr: info.hdr.kind,
         bit_depth: info.video().map_or(0, |(_, v)| v.bit_depth),
+        content_psnr: None,
     })
 }
 
@@ -258,10 +286,12 @@ fn compare_packets(
 }
 
 /// Decodes every frame of the video stream; reads HDR metadata from the track and
-/// from the first decoded frame (the AV1 metadata OBUs).
-fn decode_all(path: &Path, index: usize) -> Result<DecodeCheck> {
+/// from the first decoded frame (the AV1 metadata OBUs); offers every frame to
+/// `sampler` when given.
+fn decode_all(path: &Path, index: usize, mut sampler: Option<&mut content::Sampler>) -> Result<DecodeCheck> {
     let mut ictx = ff::format::input(&path).map_err(Error::ffmpeg("reopening the output", path))?;
     let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: path.into() })?;
+    let time_base = st.time_base();
     let container = libav::stream_hdr(&st);
     let mut decoder = probe::open_video_decoder(&st, path, true)?;
     let mut frame = ff::frame::Video::empty();
@@ -284,6 +314,9 @@ fn decode_all(path: &Path, index: usize) -> Result<DecodeCheck> {
                         };
                     }
                     check.frames += 1;
+                    if let Some(s) = sampler.as_deref_mut() {
+                        s.offer(&frame, time_base, path)?;
+                    }
                 }
                 Err(ff::Error::Eof) => return Ok(()),
                 Err(ff::Error::Other { errno }) if errno == ff::ffi::EAGAIN => return Ok(()),

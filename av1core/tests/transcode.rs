@@ -864,3 +864,60 @@ fn an_lfe_without_a_surround_layout_is_kept() {
         assert!(found[channel].abs_diff(want) <= 2, "channel {channel}: {found:?}");
     }
 }
+
+/// A result made elsewhere must show the source's pictures: a result of another clip,
+/// a black or frozen encode or a shifted timeline, each of the right shape (same size,
+/// frame rate and length, no audio), fails `verify_from`; the real one passes.
+#[test]
+fn a_result_with_other_pictures_fails_the_content_check() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let part = |name: &str, src: &str| {
+        let input = format!("{src}{}s=320x240:r=24", if src.contains('=') { ":" } else { "=" });
+        ffmpeg(
+            dir,
+            &["-f", "lavfi", "-t", "2", "-i", &input, "-pix_fmt", "yuv420p", "-c:v", "libx264", name],
+        );
+    };
+    part("a.mp4", "testsrc2");
+    part("b.mp4", "smptebars");
+    part("c.mp4", "mandelbrot");
+    part("k.mp4", "color=c=black");
+    let concat = |name: &str, parts: [&str; 3]| {
+        let mut args: Vec<String> = Vec::new();
+        for p in parts {
+            args.extend(["-i".into(), p.into()]);
+        }
+        args.extend([
+            "-filter_complex".into(),
+            "[0][1][2]concat=n=3:v=1:a=0".into(),
+            "-c:v".into(),
+            "libx264".into(),
+            name.into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ffmpeg(dir, &args);
+    };
+    concat("source.mp4", ["a.mp4", "b.mp4", "c.mp4"]);
+    concat("other.mp4", ["c.mp4", "c.mp4", "c.mp4"]);
+    concat("black.mp4", ["k.mp4", "k.mp4", "k.mp4"]);
+    concat("shifted.mp4", ["b.mp4", "c.mp4", "a.mp4"]);
+    concat("frozen.mp4", ["a.mp4", "a.mp4", "a.mp4"]);
+    let source = dir.join("source.mp4");
+    let plan = plan_for(&source, &fast());
+    let out = dir.join("out.mkv");
+    transcode(&source, &out, &fast());
+    let ok = av1core::verify::verify_from(&source, &out, &plan, None).unwrap();
+    let psnr = ok.content_psnr.unwrap();
+    eprintln!("the real result: lowest PSNR {psnr:.1} dB");
+    assert!(psnr > 30.0, "{psnr}");
+    for name in ["other", "black", "shifted", "frozen"] {
+        let wrong = dir.join(format!("{name}.mkv"));
+        transcode(&dir.join(format!("{name}.mp4")), &wrong, &fast());
+        let e = av1core::verify::verify_from(&source, &wrong, &plan, None).unwrap_err();
+        let text = e.to_string();
+        eprintln!("{name}: {text}");
+        assert!(text.contains("is not the source's"), "{name}: {text}");
+        assert!(!text.contains("duration") && !text.contains("stream"), "{name}: the same shape: {text}");
+    }
+}

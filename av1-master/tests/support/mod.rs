@@ -384,6 +384,20 @@ pub fn connect_from(from: std::net::IpAddr, addr: &str) -> std::net::TcpStream {
     std::net::TcpStream::from(fd)
 }
 
+/// A connection attempt to `addr` from `from` that never waits: the socket is
+/// non-blocking, so a master whose backlog is full (out of descriptors) cannot stall
+/// the test; the connection completes or not, and holds its place either way.
+pub fn flood_from(from: std::net::IpAddr, addr: &str) -> rustix::fd::OwnedFd {
+    use rustix::net::{bind, connect, socket_with, AddressFamily, SocketFlags, SocketType};
+    let to: std::net::SocketAddr = addr.parse().unwrap();
+    let fd = socket_with(AddressFamily::INET, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
+    bind(&fd, &std::net::SocketAddr::new(from, 0)).unwrap();
+    match connect(&fd, &to) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => fd,
+        Err(e) => panic!("connecting to {addr}: {e}"),
+    }
+}
+
 pub fn loopback(n: u8) -> std::net::IpAddr {
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n))
 }

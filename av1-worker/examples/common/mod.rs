@@ -1,5 +1,6 @@
 //! Helpers shared by the benchmark programs: the ffmpeg program (fixtures, the
 //! reference encode, PSNR) and the machine's description.
+#![allow(dead_code)] // each benchmark program uses its own part of it
 
 use std::path::Path;
 use std::process::Command;

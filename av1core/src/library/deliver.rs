@@ -129,7 +129,7 @@ fn check_and_place(
         });
     }
     let transfer = |what: String| Err(Error::SourceChanged { path: staged.into(), what });
-    let held = match Staged::open(staged) {
+    let held = match Staged::open(&job.root, staged) {
         Ok(held) => held,
         Err(e) => return transfer(format!("the worker's result is not usable ({})", chain(&e))),
     };

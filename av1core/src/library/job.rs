@@ -254,7 +254,7 @@ fn work(
     on_phase(Phase::Replacing);
     // Held open from here to the rename: a link or another file planted under the
     // name is refused, never followed.
-    let held = Staged::open(&staged)?;
+    let held = Staged::open(&job.root, &staged)?;
     if held.stamp()?.size != report.output_size {
         return Err(Error::SourceChanged {
             path: staged.clone(),
@@ -269,14 +269,14 @@ fn work(
     };
     match replace::replace(queue, job.file_id, source, before, &held, &facts, &cfg.replace) {
         Ok(done) => Ok(Outcome::Done(done)),
-        Err(e @ (Error::NameClash { .. } | Error::SourceChanged { .. } | Error::Database { .. })) => Err(e),
-        Err(e) => {
-            // Part-way: let recovery finish it or undo it, and report what it did.
-            match replace::recover_file(queue, job.file_id)? {
-                Some(replace::Recovered::Finished(done)) => Ok(Outcome::Done(done)),
-                _ => Err(e),
-            }
-        }
+        // Not recorded (or another replacement's record): nothing to settle.
+        Err(e @ Error::Database { .. }) => Err(e),
+        // Past the record, whatever went wrong, recovery finishes or undoes it (for
+        // this file's record only) and says which.
+        Err(e) => match replace::recover_file(queue, job.file_id)? {
+            Some(replace::Recovered::Finished(done)) => Ok(Outcome::Done(done)),
+            _ => Err(e),
+        },
     }
 }
 

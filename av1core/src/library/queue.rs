@@ -739,7 +739,9 @@ impl Queue {
             .map_err(|e| Error::Internal { stage: "queue", message: e.to_string() })?;
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO replacements (file_id, source, source_size, source_mtime, source_ino,
+                // A plain INSERT: one replacement per file at a time; a second one
+                // for the same file fails here instead of overwriting the first's record.
+                "INSERT INTO replacements (file_id, source, source_size, source_mtime, source_ino,
                      staged, staged_size, staged_ino, target, backup, outcome, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![

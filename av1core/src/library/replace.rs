@@ -375,7 +375,7 @@ mod tests {
             id,
             &source,
             Stamp::of(&source).unwrap(),
-            &Staged::open(&staged).unwrap(),
+            &Staged::open(&l.root, &staged).unwrap(),
             &facts(),
             &opts,
         )
@@ -394,7 +394,7 @@ mod tests {
             job.file_id,
             &source,
             Stamp::of(&source).unwrap(),
-            &Staged::open(&staged).unwrap(),
+            &Staged::open(&l.root, &staged).unwrap(),
             &facts(),
             &opts,
         )
@@ -414,7 +414,7 @@ mod tests {
             id,
             &source,
             Stamp::of(&source).unwrap(),
-            &Staged::open(&staged).unwrap(),
+            &Staged::open(&l.root, &staged).unwrap(),
             &facts(),
             &Options::default(),
         )
@@ -439,7 +439,7 @@ mod tests {
             id,
             &source,
             Stamp::of(&source).unwrap(),
-            &Staged::open(&staged).unwrap(),
+            &Staged::open(&l.root, &staged).unwrap(),
             &facts(),
             &Options::default(),
         )
@@ -457,16 +457,32 @@ mod tests {
         let encoded = Stamp::of(&source).unwrap();
         let opts = Options { testing_mode: true, owner: None };
         std::fs::write(names::backup_for(&source), b"the user's own file").unwrap();
-        let e = replace(&mut l.queue, id, &source, encoded, &Staged::open(&staged).unwrap(), &facts(), &opts)
-            .unwrap_err();
+        let e = replace(
+            &mut l.queue,
+            id,
+            &source,
+            encoded,
+            &Staged::open(&l.root, &staged).unwrap(),
+            &facts(),
+            &opts,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::NameClash { .. }), "{e}");
         assert_eq!(std::fs::read(names::backup_for(&source)).unwrap(), b"the user's own file");
         assert_eq!(std::fs::read(&source).unwrap(), b"original");
 
         std::fs::remove_file(names::backup_for(&source)).unwrap();
         std::fs::write(&source, b"a new download under the same name").unwrap();
-        let e = replace(&mut l.queue, id, &source, encoded, &Staged::open(&staged).unwrap(), &facts(), &opts)
-            .unwrap_err();
+        let e = replace(
+            &mut l.queue,
+            id,
+            &source,
+            encoded,
+            &Staged::open(&l.root, &staged).unwrap(),
+            &facts(),
+            &opts,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::SourceChanged { .. }), "{e}");
         assert_eq!(std::fs::read(&source).unwrap(), b"a new download under the same name");
     }
@@ -489,13 +505,13 @@ mod tests {
         // Planted before the result is opened: refused at the open.
         std::fs::remove_file(&staged).unwrap();
         std::os::unix::fs::symlink(&outside, &staged).unwrap();
-        assert!(Staged::open(&staged).is_err());
+        assert!(Staged::open(&l.root, &staged).is_err());
         check_outside();
 
         // Swapped after it was opened and checked: the rename does not happen.
         std::fs::remove_file(&staged).unwrap();
         std::fs::write(&staged, b"result").unwrap();
-        let held = Staged::open(&staged).unwrap();
+        let held = Staged::open(&l.root, &staged).unwrap();
         std::fs::remove_file(&staged).unwrap();
         std::os::unix::fs::symlink(&outside, &staged).unwrap();
         let encoded = Stamp::of(&source).unwrap();

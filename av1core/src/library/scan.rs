@@ -87,10 +87,21 @@ pub fn walk(roots: &[PathBuf]) -> Walk {
     w
 }
 
-/// Probes and plans one file: what the queue stores about it.
+/// Probes and plans one file: what the queue stores about it. The file is opened
+/// beneath its root (no link on the way, a regular file: a FIFO cannot hang the scan)
+/// and probed through that descriptor.
 pub fn examine(found: &Found, settings: &Settings) -> Examined {
     let mut summary = Summary::default();
-    let verdict = match crate::probe(&found.path) {
+    let probed = crate::os::open_beneath(&found.root, &found.path)
+        .map_err(Error::io("opening it beneath its library root", &found.path))
+        .and_then(|file| {
+            let fd = crate::os::fd_path(&file);
+            let mut info =
+                crate::probe(&fd).map_err(|e| e.naming(&[(fd.as_path(), found.path.as_path())]))?;
+            info.path = found.path.clone();
+            Ok(info)
+        });
+    let verdict = match probed {
         Err(e) => Verdict::Unreadable { error: chain(&e) },
         Ok(info) => {
             summary.container = Some(info.container.clone());
@@ -215,7 +226,8 @@ pub fn scan(
             ));
             continue;
         }
-        gone.extend(known.iter().filter(|(p, _)| !seen.contains(*p) && !exists(p)).map(|(_, k)| k.id));
+        // Gone: no longer a regular file under its name (deleted, or become a link).
+        gone.extend(known.iter().filter(|(p, _)| !seen.contains(*p) && !regular(p)).map(|(_, k)| k.id));
     }
     let examined = examine_all(&todo, settings, threads, on_examined)?;
     report.unreadable = examined.iter().filter(|e| matches!(e.verdict, Verdict::Unreadable { .. })).count();
@@ -225,6 +237,6 @@ pub fn scan(
     Ok(report)
 }
 
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
+fn regular(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file())
 }

@@ -23,10 +23,13 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// Opens the staged result at `path`: no symbolic link, a regular file, one name.
-    /// Anything else is [`Error::Io`] naming what was found.
-    pub fn open(path: &Path) -> Result<Staged> {
-        let file = os::open_regular(path, false).map_err(Error::io("opening the result", path))?;
+    /// Opens the staged result at `path`, beneath the library `root` (no symbolic link
+    /// on the way, not even a directory swapped for one): a regular file with one
+    /// name. Anything else is [`Error::Io`] naming what was found.
+    pub fn open(root: &Path, path: &Path) -> Result<Staged> {
+        let file = os::open_beneath(root, path)
+            .and_then(|f| os::require_regular(&f).map(|_| f))
+            .map_err(Error::io("opening the result", path))?;
         Ok(Staged { file, path: path.to_path_buf() })
     }
 
@@ -77,13 +80,13 @@ mod tests {
         std::fs::write(&outside, b"not ours").unwrap();
         let name = dir.path().join(".Movie.mkv.av1-verified");
         std::os::unix::fs::symlink(&outside, &name).unwrap();
-        let e = Staged::open(&name).unwrap_err();
+        let e = Staged::open(dir.path(), &name).unwrap_err();
         assert!(e.to_string().contains("opening the result"), "{e}");
         assert!(crate::error::chain(&e).contains("symbolic link"), "{}", crate::error::chain(&e));
 
         std::fs::remove_file(&name).unwrap();
         std::fs::write(&name, b"result").unwrap();
-        let staged = Staged::open(&name).unwrap();
+        let staged = Staged::open(dir.path(), &name).unwrap();
         assert_eq!(staged.hash().unwrap(), blake3::hash(b"result"));
         assert_eq!(std::fs::read(staged.fd_path()).unwrap(), b"result");
         assert!(staged.still_named());

@@ -36,6 +36,32 @@ pub struct ClientConnection {
     secure: bool,
 }
 
+/// PATCH (av1): the most time a request's head may take from its first byte.
+const HEAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// PATCH (av1): the most bytes a request's head may have.
+const HEAD_BYTES: usize = 64 << 10;
+
+/// PATCH (av1): how much of a request's head has arrived, since when.
+#[derive(Default)]
+struct Head {
+    started: Option<std::time::Instant>,
+    bytes: usize,
+}
+
+impl Head {
+    fn byte(&mut self) -> IoResult<()> {
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        self.bytes += 1;
+        if self.bytes > HEAD_BYTES {
+            return Err(IoError::new(ErrorKind::InvalidInput, "Request head too large"));
+        }
+        if started.elapsed() > HEAD_DEADLINE {
+            return Err(IoError::new(ErrorKind::TimedOut, "Request head too slow"));
+        }
+        Ok(())
+    }
+}
+
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
@@ -77,7 +103,7 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self, head: &mut Head) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -88,6 +114,10 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
+            // PATCH (av1): a request's head (from its first byte) must arrive whole
+            // within HEAD_DEADLINE and HEAD_BYTES: a client trickling header bytes
+            // cannot hold the connection and its thread for long.
+            head.byte()?;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
@@ -109,10 +139,11 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let mut head = Head::default();
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(&mut head).map_err(ReadError::ReadIoError)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -123,7 +154,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(&mut head).map_err(ReadError::ReadIoError)?;
 
                     if line.is_empty() {
                         break;

@@ -25,13 +25,28 @@ pub fn set_connection_limits(total: usize, per_address: usize) {
     MAX_PER_ADDRESS.store(per_address.max(1), Relaxed);
 }
 
+/// Who a connection is from, for the per-address limit: an IPv4 address, or an IPv6
+/// address's /64 (one host or one LAN gets a whole /64 to choose from).
+fn client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// One open connection, counted until dropped.
 pub(crate) struct ConnectionSlot(Option<IpAddr>);
 
 impl ConnectionSlot {
     /// A slot for a connection from `peer`, or `None` when a limit is reached.
     pub(crate) fn take(peer: Option<SocketAddr>) -> Option<ConnectionSlot> {
-        let ip = peer.map(|p| p.ip());
+        let ip = peer.map(|p| client(p.ip()));
         let mut guard = OPEN.lock().unwrap_or_else(|e| e.into_inner());
         let open = guard.get_or_insert_with(Open::default);
         if open.total >= MAX_TOTAL.load(Relaxed) {
