@@ -458,3 +458,107 @@ fn out_of_descriptors_the_master_keeps_accepting() {
     }
     assert!(!m.saw("panicked"), "no thread of the master panicked");
 }
+
+/// Sends `request` from `from` again and again until `until`; counts the answers
+/// (and the connections that ended without one).
+fn hammer(from: std::net::IpAddr, addr: String, request: String, until: std::time::Instant) -> (u32, u32) {
+    let (mut answered, mut unanswered) = (0, 0);
+    while std::time::Instant::now() < until {
+        let (answer, _) = raw_from(from, &addr, request.as_bytes(), Duration::from_secs(5));
+        if answer.starts_with("HTTP/1.1 401") {
+            answered += 1;
+        } else {
+            unanswered += 1;
+        }
+    }
+    (answered, unanswered)
+}
+
+#[test]
+fn under_a_flood_heartbeats_are_answered_and_no_lease_expires() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "a.mp4", 2);
+    clip(&lib, "b.mp4", 2);
+    let (m, url) = master_at_1024_files(d.path(), &lib, &[]);
+    let addr = url.trim_start_matches("http://").to_owned();
+    settle(&url, "the scan", |s| s["pending"] == 2);
+    // A real worker, held 10 s in its encode (its heartbeats go on meanwhile; leases
+    // last 2 s in the tests).
+    let w =
+        worker(&url, "real", d.path(), &[("AV1_PAUSE_AT", "worker:encoding"), ("AV1_PAUSE_SECONDS", "10")]);
+    w.wait_for("paused at worker:encoding");
+    // And this test as a second worker, timing its own heartbeats.
+    let (_, reg) = call(
+        &url,
+        "POST",
+        "/api/v1/workers/register",
+        Some(serde_json::json!({"name": "timed", "host": "h"})),
+    );
+    let (status, job) =
+        call(&url, "POST", "/api/v1/jobs/claim", Some(serde_json::json!({ "worker_id": reg["worker_id"] })));
+    assert_eq!(status, 200, "{job}");
+    let (id, lease) = (job["job"]["file_id"].as_i64().unwrap(), job["lease"].as_str().unwrap().to_owned());
+
+    // The flood, for 8 s: 500 idle connections, 50 unauthorised bodies that never
+    // arrive, and four clients sending requests without a token as fast as answered.
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let idle: Vec<_> = (0..500).map(|_| flood_from(loopback(2), &addr)).collect();
+    let slow: Vec<_> = (0..50)
+        .map(|_| {
+            use std::io::Write;
+            let mut s = connect_from(loopback(3), &addr);
+            let head = format!("POST /api/v1/jobs/claim HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{{");
+            let _ = s.write_all(head.as_bytes());
+            s
+        })
+        .collect();
+    let unauthorised = format!("GET /api/v1/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let flooders: Vec<_> = (4..8u8)
+        .map(|n| {
+            let (addr, request) = (addr.clone(), unauthorised.clone());
+            std::thread::spawn(move || hammer(loopback(n), addr, request, until))
+        })
+        .collect();
+    let mut times = Vec::new();
+    while std::time::Instant::now() < until {
+        let started = std::time::Instant::now();
+        let (status, reply) = call(
+            &url,
+            "POST",
+            &format!("/api/v1/jobs/{id}/heartbeat"),
+            Some(serde_json::json!({"lease": lease, "phase": "encoding"})),
+        );
+        times.push(started.elapsed());
+        assert_eq!(status, 200, "a heartbeat under the flood: {reply}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // This test's own job goes back (its lease must not run out either).
+    let release = serde_json::json!({"lease": lease, "detail": "timing done"});
+    assert_eq!(call(&url, "POST", &format!("/api/v1/jobs/{id}/release"), Some(release)).0, 200);
+    let (mut answered, mut unanswered) = (0, 0);
+    for f in flooders {
+        let (a, u) = f.join().unwrap();
+        (answered, unanswered) = (answered + a, unanswered + u);
+    }
+    drop(idle);
+    drop(slow);
+    times.sort();
+    let p = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{} heartbeats under the flood: p50 {:?}, p99 {:?}, max {:?}; {answered} unauthorised requests answered 401, {unanswered} not answered",
+        times.len(),
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    assert!(p(1.0) < Duration::from_secs(1), "a heartbeat took {:?} (leases last 2 s)", p(1.0));
+    assert!(answered > 100, "the flood was a flood: {answered}");
+    // The real worker's job ends done on its first attempt: its lease never ran out.
+    settle(&url, "the real worker's file", |s| s["done"] == 1);
+    let (_, files) = call(&url, "GET", "/api/v1/files?status=done", None);
+    assert_eq!(files["files"][0]["attempts"], 1, "{files}");
+    assert!(!m.saw("lease ran out"), "no lease expired");
+    assert!(try_stats(&url).is_some(), "the master answers normally afterwards");
+}

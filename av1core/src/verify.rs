@@ -57,7 +57,11 @@ pub fn verify_from(
 ) -> Result<Verification> {
     let jumping = crate::probe::timeline::length_if_jumping(source)?;
     let duration = jumping.unwrap_or(plan.duration);
-    let mut sampler = content::Sampler::new(duration);
+    let originals = match jumping {
+        None => content::source_pictures(source, plan, duration)?,
+        Some(_) => Vec::new(),
+    };
+    let mut sampler = content::Sampler::new(plan, &originals);
     let sampling = jumping.is_none().then_some(&mut sampler);
     let mut verification =
         check(output, plan, duration, frames_written, |main| decode_all(output, main, sampling))?;
@@ -65,10 +69,10 @@ pub fn verify_from(
         return Ok(verification);
     }
     let mut problems = Vec::new();
-    if sampler.pictures.is_empty() {
-        problems.push("no picture of the result could be compared with the source".to_owned());
+    if originals.is_empty() {
+        problems.push("no picture of the source could be compared with the result".to_owned());
     }
-    let similarity = content::compare(source, plan, &sampler.pictures, &mut problems)?;
+    let similarity = content::compare(&originals, &sampler.pictures, &mut problems);
     if !problems.is_empty() {
         return Err(Error::Verify { path: output.into(), problems });
     }

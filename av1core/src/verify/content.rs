@@ -1,8 +1,8 @@
 //! The content check: a result made elsewhere must be the same film as its source, not
-//! only a file of the right shape. While verification decodes every frame of the
-//! result, a handful of pictures spread over it are kept (luma only, scaled down);
-//! the source's pictures at the same moments are then decoded (a seek and a few frames
-//! each) and compared by PSNR. Another clip, a black or frozen encode, or a timeline
+//! only a file of the right shape. A handful of the source's pictures spread over it
+//! are decoded first (a seek to a keyframe each: cheap), luma only, scaled down; while
+//! verification decodes every frame of the result, its pictures at the same moments
+//! are kept; each pair is compared by PSNR. Another clip, a black or frozen encode, or a timeline
 //! shifted by more than a moment gives pictures that do not match.
 //!
 //! The threshold comes from measurements (BENCHMARKS.md, "content check"): real
@@ -26,7 +26,7 @@ const WIDTH: u32 = 256;
 /// Below this PSNR (luma, dB) a picture is not the source's.
 pub const MIN_PSNR: f64 = 22.0;
 
-/// A picture of the result kept for the comparison.
+/// A luma picture at a moment of the result's timeline.
 #[derive(Debug, Clone)]
 pub(crate) struct Picture {
     /// Seconds on the result's timeline.
@@ -34,37 +34,79 @@ pub(crate) struct Picture {
     pub luma: Vec<u8>,
 }
 
-/// Keeps the pictures of the result at the sample moments while it is decoded.
+/// The source's pictures to compare: near the middle of each of [`SAMPLES`] equal
+/// parts of `duration`, at the source's keyframe there (a seek and a frame or two, not
+/// a stretch of decoding), scaled and turned as the result's pictures are.
+pub(crate) fn source_pictures(source: &Path, plan: &Plan, duration: f64) -> Result<Vec<Picture>> {
+    let mut ictx = ff::format::input(&source).map_err(Error::ffmpeg("opening the source", source))?;
+    let index = plan.video.stream;
+    let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: source.into() })?;
+    let time_base = st.time_base();
+    let mut decoder = crate::probe::open_video_decoder(&st, source, true)?;
+    // The transcode moved the source's timeline to start at zero.
+    let start = match libav::start_time(&ictx) {
+        ff::ffi::AV_NOPTS_VALUE => 0.0,
+        t => t as f64 / f64::from(ff::ffi::AV_TIME_BASE),
+    };
+    let (w, h) = small(plan.video.width, plan.video.height);
+    let quarter = matches!(plan.video.rotation, 90 | 270);
+    let (sw, sh) = if quarter { (h, w) } else { (w, h) };
+    let mut scaler = None;
+    let mut pictures: Vec<Picture> = Vec::new();
+    let spacing = duration.max(0.0) / SAMPLES as f64;
+    for i in 0..SAMPLES {
+        let near = Near { target: start + spacing * (i as f64 + 0.5), within: spacing / 2.0 };
+        let Some((frame, at)) = picture_near(&mut ictx, &mut decoder, index, time_base, near, source)? else {
+            continue;
+        };
+        let at = at - start;
+        if pictures.last().is_some_and(|p| (p.at - at).abs() < 1e-3) {
+            continue; // sparse keyframes: the same one again
+        }
+        let luma = rotate(luma(&mut scaler, &frame, sw, sh, source)?, sw, sh, plan.video.rotation);
+        pictures.push(Picture { at, luma });
+    }
+    Ok(pictures)
+}
+
+/// Keeps the result's pictures at the source pictures' moments while it is decoded.
 pub(crate) struct Sampler {
     times: Vec<f64>,
+    /// Half a frame: result timestamps are rounded to the container's clock.
+    slack: f64,
+    size: (u32, u32),
     next: usize,
-    size: Option<(u32, u32)>,
     scaler: Option<(ff::software::scaling::Context, (Pixel, u32, u32))>,
-    pub pictures: Vec<Picture>,
+    pub pictures: Vec<Option<Picture>>,
 }
 
 impl Sampler {
-    /// Sample moments spread over `duration` seconds (the middle of each of
-    /// [`SAMPLES`] equal parts).
-    pub fn new(duration: f64) -> Sampler {
-        let times = (0..SAMPLES).map(|i| duration.max(0.0) * (i as f64 + 0.5) / SAMPLES as f64).collect();
-        Sampler { times, next: 0, size: None, scaler: None, pictures: Vec::new() }
+    pub fn new(plan: &Plan, source: &[Picture]) -> Sampler {
+        let (num, den) = plan.video.frame_rate;
+        Sampler {
+            times: source.iter().map(|p| p.at).collect(),
+            slack: 0.5 * f64::from(den.max(1)) / f64::from(num.max(1)),
+            size: small(plan.video.width, plan.video.height),
+            next: 0,
+            scaler: None,
+            pictures: vec![None; source.len()],
+        }
     }
 
     /// Offers a decoded frame of the result (`time_base` of its stream): kept when it
-    /// is the first at or after the next sample moment.
+    /// is the first at (or within half a frame before) the next sample moment.
     pub fn offer(&mut self, frame: &ff::frame::Video, time_base: ff::Rational, path: &Path) -> Result<()> {
-        let Some(&want) = self.times.get(self.next) else { return Ok(()) };
         let Some(at) = frame.pts().map(|p| p as f64 * f64::from(time_base)) else { return Ok(()) };
-        if at + 1e-6 < want {
-            return Ok(());
-        }
-        while self.times.get(self.next).is_some_and(|t| *t <= at + 1e-6) {
+        let mut hit = None;
+        while self.times.get(self.next).is_some_and(|t| at + self.slack >= *t) {
+            hit = Some(self.next);
             self.next += 1;
         }
-        let (w, h) = *self.size.get_or_insert_with(|| small(frame.width(), frame.height()));
-        let luma = luma(&mut self.scaler, frame, w, h, path)?;
-        self.pictures.push(Picture { at, luma });
+        if let Some(i) = hit {
+            let (w, h) = self.size;
+            let luma = luma(&mut self.scaler, frame, w, h, path)?;
+            self.pictures[i] = Some(Picture { at, luma });
+        }
         Ok(())
     }
 }
@@ -76,68 +118,74 @@ pub struct Similarity {
     pub psnr: Vec<f64>,
 }
 
-/// Compares the result's `pictures` with the source's at the same moments. Each
-/// picture below [`MIN_PSNR`] is a problem.
+/// Compares the result's pictures with the source's, moment by moment. Each picture
+/// below [`MIN_PSNR`], or missing in the result, is a problem.
 pub(crate) fn compare(
-    source: &Path,
-    plan: &Plan,
-    pictures: &[Picture],
+    source: &[Picture],
+    result: &[Option<Picture>],
     problems: &mut Vec<String>,
-) -> Result<Similarity> {
-    let mut ictx = ff::format::input(&source).map_err(Error::ffmpeg("opening the source", source))?;
-    let index = plan.video.stream;
-    let st = ictx.stream(index).ok_or_else(|| Error::NoVideoStream { path: source.into() })?;
-    let time_base = st.time_base();
-    let mut decoder = crate::probe::open_video_decoder(&st, source, true)?;
-    // The transcode moved the source's timeline to start at zero.
-    let start = match libav::start_time(&ictx) {
-        ff::ffi::AV_NOPTS_VALUE => 0.0,
-        t => t as f64 / f64::from(ff::ffi::AV_TIME_BASE),
-    };
-    let half_frame =
-        0.5 * f64::from(plan.video.frame_rate.1.max(1)) / f64::from(plan.video.frame_rate.0.max(1));
-    let mut scaler = None;
+) -> Similarity {
     let mut psnr = Vec::new();
-    for p in pictures {
-        let target = p.at + start;
-        let Some(frame) = frame_at(&mut ictx, &mut decoder, index, time_base, target - half_frame, source)?
-        else {
-            problems.push(format!("the source has no picture at {:.2} s, where the result has one", p.at));
+    for (s, r) in source.iter().zip(result) {
+        let Some(r) = r else {
+            problems.push(format!("the result has no picture at {:.2} s, where the source has one", s.at));
             continue;
         };
-        let (rw, rh) = (WIDTH, p.luma.len() as u32 / WIDTH);
-        let quarter = matches!(plan.video.rotation, 90 | 270);
-        let (sw, sh) = if quarter { (rh, rw) } else { (rw, rh) };
-        let upright = rotate(luma(&mut scaler, &frame, sw, sh, source)?, sw, sh, plan.video.rotation);
-        let db = psnr_of(&upright, &p.luma);
+        let db = psnr_of(&s.luma, &r.luma);
         if db < MIN_PSNR {
             problems.push(format!(
                 "the picture at {:.2} s is not the source's ({db:.1} dB PSNR, at least {MIN_PSNR} expected)",
-                p.at
+                s.at
             ));
         }
         psnr.push(db);
     }
-    Ok(Similarity { psnr })
+    Similarity { psnr }
 }
 
-/// The first frame of stream `index` at or after `from` seconds (source timeline).
-fn frame_at(
+/// A moment (source timeline, seconds) and how far from it a keyframe may be.
+#[derive(Clone, Copy)]
+struct Near {
+    target: f64,
+    within: f64,
+}
+
+/// The picture at the keyframe at or before `near.target` (a seek and a frame or two)
+/// when it is close enough; else decoding on to the target. With its time.
+fn picture_near(
     ictx: &mut ff::format::context::Input,
     decoder: &mut ff::decoder::Video,
     index: usize,
     time_base: ff::Rational,
-    from: f64,
+    near: Near,
     path: &Path,
-) -> Result<Option<ff::frame::Video>> {
-    let ts = (from.max(0.0) * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
+) -> Result<Option<(ff::frame::Video, f64)>> {
+    let ts = (near.target.max(0.0) * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
     ictx.seek(ts, ..ts.saturating_add(1)).map_err(Error::ffmpeg("seeking in the source", path))?;
     decoder.flush();
+    let time = |f: &ff::frame::Video| f.timestamp().or(f.pts()).map(|p| p as f64 * f64::from(time_base));
+    let Some(first) = frame_at(ictx, decoder, index, &time, f64::NEG_INFINITY) else { return Ok(None) };
+    let Some(at) = time(&first) else { return Ok(None) };
+    if (near.target - at).abs() <= near.within {
+        return Ok(Some((first, at)));
+    }
+    let later = frame_at(ictx, decoder, index, &time, near.target - 1e-3);
+    Ok(later.and_then(|f| time(&f).map(|t| (f, t))))
+}
+
+/// The first frame of stream `index` whose `time` is at or after `from` seconds,
+/// decoding on from where the input and the decoder stand.
+fn frame_at(
+    ictx: &mut ff::format::context::Input,
+    decoder: &mut ff::decoder::Video,
+    index: usize,
+    time: &dyn Fn(&ff::frame::Video) -> Option<f64>,
+    from: f64,
+) -> Option<ff::frame::Video> {
     let mut frame = ff::frame::Video::empty();
     let mut found = |decoder: &mut ff::decoder::Video| -> Option<ff::frame::Video> {
         while decoder.receive_frame(&mut frame).is_ok() {
-            let at = frame.timestamp().or(frame.pts()).map(|p| p as f64 * f64::from(time_base));
-            if at.is_some_and(|t| t >= from) {
+            if time(&frame).is_some_and(|t| t >= from) {
                 return Some(std::mem::replace(&mut frame, ff::frame::Video::empty()));
             }
         }
@@ -152,11 +200,11 @@ fn frame_at(
             continue;
         }
         if let Some(f) = found(decoder) {
-            return Ok(Some(f));
+            return Some(f);
         }
     }
     let _ = decoder.send_eof();
-    Ok(found(decoder))
+    found(decoder)
 }
 
 /// The compared size for a `width`×`height` result: [`WIDTH`] wide, even height.
