@@ -2,6 +2,7 @@
 //! bodies, refusals that leave the body unread, query strings, JSON replies.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -46,8 +47,20 @@ pub struct Limits {
     pub per_address: usize,
 }
 
-/// Binds `addr` (accepted connections inherit TCP_NODELAY).
-pub fn listen(addr: SocketAddr, limits: Limits) -> anyhow::Result<Arc<Server>> {
+/// The certificate chain and key HTTPS is served with (PEM).
+pub struct Tls(tiny_http::SslConfig);
+
+impl Tls {
+    /// Reads `TLS_CERT` and `TLS_KEY` (both or neither): `None` serves plain HTTP.
+    pub fn read(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Option<Tls>> {
+        let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        Ok(Some(Tls(tiny_http::SslConfig { certificate: read(cert)?, private_key: read(key)? })))
+    }
+}
+
+/// Binds `addr` (accepted connections inherit TCP_NODELAY), serving HTTPS with `tls`.
+pub fn listen(addr: SocketAddr, limits: Limits, tls: Option<Tls>) -> anyhow::Result<Arc<Server>> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     // No socket timeouts on the listener: Linux applies SO_RCVTIMEO to accept(), and
     // tiny_http stops accepting on the first error (the master went deaf after 30 idle
@@ -60,8 +73,10 @@ pub fn listen(addr: SocketAddr, limits: Limits) -> anyhow::Result<Arc<Server>> {
     // No Nagle delay: a reply written in two parts (headers, body) must not wait for
     // the client's delayed ACK (40 ms on Linux). Accepted sockets inherit it.
     rustix::net::sockopt::set_tcp_nodelay(&listener, true).context("setting TCP_NODELAY")?;
-    let server =
-        Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("starting the server: {e}"))?;
+    // With TLS, the handshake happens on the connection's own thread at its first read
+    // (rustls), never in the accept loop.
+    let server = Server::from_listener(listener, tls.map(|t| t.0))
+        .map_err(|e| anyhow::anyhow!("starting the server (TLS_CERT/TLS_KEY?): {e}"))?;
     Ok(Arc::new(server))
 }
 

@@ -47,6 +47,13 @@ pub struct Config {
     /// a reverse proxy's), comma-separated: other names are refused (DNS rebinding).
     #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
+    /// needs TLS_KEY. Workers then use https:// (docs/tls.md).
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted) of TLS_CERT.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Queue database [default: $XDG_STATE_HOME/av1/master.sqlite].
     #[arg(long, env = "AV1_DB")]
     pub db: Option<PathBuf>,
@@ -182,9 +189,11 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     ));
 
     let limits = http::Limits { total: cfg.max_connections, per_address: cfg.max_connections_per_address };
-    let server = http::listen(SocketAddr::new(cfg.bind, cfg.port), limits)?;
+    let tls = http::Tls::read(cfg.tls_cert.as_deref(), cfg.tls_key.as_deref())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = http::listen(SocketAddr::new(cfg.bind, cfg.port), limits, tls)?;
     let addr = server.server_addr().to_ip().context("not an IP listener")?;
-    tracing::info!("listening on http://{addr} (library: {:?}, queue: {})", roots, db.display());
+    tracing::info!("listening on {scheme}://{addr} (library: {:?}, queue: {})", roots, db.display());
     let order: FileOrder = cfg.file_order.parse()?;
     spawn_lease_keeper(db.clone());
     let policy = av1core::library::deliver::Policy {
@@ -216,7 +225,14 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("no signal handler: {e}");
     }
     if cfg.local_worker {
-        let url = format!("http://127.0.0.1:{}", addr.port());
+        // The address we listen on (loopback for a wildcard): while this process runs,
+        // no other can listen there, so the token goes to no one else.
+        let ip = match addr.ip() {
+            ip if !ip.is_unspecified() => ip,
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        let url = format!("{scheme}://{}", SocketAddr::new(ip, addr.port()));
         let args = av1_worker::remote::RemoteArgs {
             token: tokens.admin().map(|t| av1_worker::remote::Secret(t.to_owned())),
             token_file: None,
@@ -228,6 +244,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             file_distribution: "false".into(),
             state_dir: None,
             poll: 2.0,
+            tls_ca: None,
+            own_process: true,
         };
         let fallback = state.policy.settings.clone();
         let drain = drain.clone();

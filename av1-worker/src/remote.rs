@@ -20,6 +20,9 @@ use av1core::library::names;
 use av1core::library::queue::Claimed;
 use av1core::{Decision, Progress};
 use serde_json::json;
+use ureq::tls::TlsConfig;
+
+use crate::tls::{self, Trust};
 
 /// A token: from the environment or a file, never from a flag (`ps` shows flags);
 /// `Debug` shows nothing of it.
@@ -71,6 +74,13 @@ pub struct RemoteArgs {
     /// Seconds between claims when the queue is empty.
     #[arg(long, default_value_t = 5.0)]
     pub poll: f64,
+    /// Certificates (PEM) trusted for an `https://` master instead of the public
+    /// authorities: the master's own self-signed certificate, or your CA's (docs/tls.md).
+    #[arg(long, env = "TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Set by `av1-master --local-worker`: the master is this very process.
+    #[arg(skip)]
+    pub own_process: bool,
 }
 
 impl RemoteArgs {
@@ -88,12 +98,22 @@ impl RemoteArgs {
         let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
         Ok(env("AV1_WORKER_TOKEN").or_else(|| env("AV1_TOKEN")))
     }
+
+    /// Whom to trust as the master over `https://`.
+    pub fn trust(&self) -> Trust {
+        match (&self.tls_ca, self.own_process) {
+            (_, true) => Trust::OwnProcess,
+            (Some(path), false) => Trust::Certificates(path.clone()),
+            (None, false) => Trust::Public,
+        }
+    }
 }
 
 /// The master's address and our credentials.
 struct Master {
     base: String,
     token: Option<String>,
+    tls: TlsConfig,
     agent: ureq::Agent,
 }
 
@@ -124,15 +144,8 @@ pub fn run(
     threads: u32,
     drain: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    if url.starts_with("https://") {
-        bail!(
-            "MASTER_URL {url:?}: this build speaks plain HTTP only; reach the master through a \
-             VPN or an SSH tunnel, or over http:// on a trusted network"
-        );
-    }
-    if !url.starts_with("http://") {
-        bail!("MASTER_URL must start with http://, not {url:?}");
-    }
+    tls::check_url(url)?;
+    let tls = tls::config(&args.trust())?;
     let maps = args
         .path_map
         .iter()
@@ -149,12 +162,8 @@ pub fn run(
     let master = Master {
         base: url.trim_end_matches('/').to_owned(),
         token: args.token()?,
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(3600)))
-            .build()
-            .into(),
+        agent: tls::agent(&tls, Duration::from_secs(5), Duration::from_secs(3600)),
+        tls,
     };
     let host = hostname();
     let name = args.name.clone().unwrap_or_else(|| host.clone());
@@ -394,16 +403,13 @@ fn work(
         let mut usage = Usage::new();
         let lease = lease.to_owned();
         let base = master.base.clone();
-        let token = master.token.clone();
+        let (token, tls) = (master.token.clone(), master.tls.clone());
         std::thread::spawn(move || {
             let m = Master {
                 base,
                 token,
-                agent: ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(10)))
-                    .build()
-                    .into(),
+                agent: tls::agent(&tls, Duration::from_secs(5), Duration::from_secs(10)),
+                tls,
             };
             while !finished.load(Ordering::SeqCst) {
                 let p = progress.lock().ok().and_then(|p| p.clone());

@@ -156,6 +156,7 @@ impl Proc {
 pub fn master_command(lib: &Path, db: &Path, port: u16) -> Command {
     let mut c = Command::new(master_bin());
     c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MEDIA_DIRS");
+    c.env_remove("TLS_CERT").env_remove("TLS_KEY").env_remove("LOCAL_WORKER");
     c.env_remove("AV1_PAUSE_AT").env_remove("AV1_PAUSE_SECONDS");
     c.args([
         "--bind",
@@ -207,6 +208,7 @@ pub fn master_on(lib: &Path, db: &Path, port: u16) -> (Proc, String) {
 pub fn worker_command(url: &str, name: &str, state: &Path, extra_env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(worker_bin());
     c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MASTER_URL");
+    c.env_remove("TLS_CA").env_remove("PATH_MAP").env_remove("FILE_DISTRIBUTION_MODE");
     c.env_remove("AV1_PAUSE_AT").env_remove("AV1_PAUSE_SECONDS");
     c.env("WORKER_STATE", state.join(format!("worker-{name}")));
     for (k, v) in extra_env {

@@ -205,12 +205,22 @@ pub struct ServerConfig {
 }
 
 /// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
+// PATCH (av1): `Debug` never shows the private key.
+#[derive(Clone)]
 pub struct SslConfig {
     /// Contains the public certificate to send to clients.
     pub certificate: Vec<u8>,
     /// Contains the ultra-secret private key used to decode communications.
     pub private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SslConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SslConfig")
+            .field("certificate", &format_args!("{} bytes", self.certificate.len()))
+            .field("private_key", &format_args!("<redacted>"))
+            .finish()
+    }
 }
 
 impl Server {
