@@ -218,7 +218,9 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
             (Method::Post, Some(("jobs", id, action))) => job_call(queue, state, id, action, &body),
             (Method::Post, Some(("files", id, "cancel"))) => match queue.request_cancel(id) {
                 Ok(true) => Reply::json(200, &serde_json::json!({ "cancelling": id })),
-                Ok(false) => Reply::error(409, "nothing to cancel: the file is neither pending nor running"),
+                Ok(false) => {
+                    not_applicable(queue, id, "nothing to cancel: the file is neither pending nor running")
+                }
                 Err(e) => Reply::error(500, e.to_string()),
             },
             (Method::Post, Some(("workers", id, "fade-out"))) => fade_out(queue, id, &body),
@@ -628,7 +630,18 @@ fn control(queue: &mut Queue, id: i64, action: &str) -> Reply {
     };
     match done {
         Ok(true) => Reply::json(200, &serde_json::json!({ "file_id": id, "done": action })),
-        Ok(false) => Reply::error(409, format!("{action} does not apply to file {id} in its current state")),
+        Ok(false) => {
+            not_applicable(queue, id, &format!("{action} does not apply to file {id} in its current state"))
+        }
+        Err(e) => Reply::error(500, e.to_string()),
+    }
+}
+
+/// A control that changed nothing: 404 when there is no such file, else 409 `why`.
+fn not_applicable(queue: &Queue, id: i64, why: &str) -> Reply {
+    match queue.file_path(id) {
+        Ok(None) => Reply::error(404, format!("no file {id}")),
+        Ok(Some(_)) => Reply::error(409, why),
         Err(e) => Reply::error(500, e.to_string()),
     }
 }

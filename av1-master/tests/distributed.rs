@@ -160,7 +160,9 @@ fn file_distribution_downloads_encodes_and_uploads() {
     assert!(after.keys().all(|k| !k.starts_with('.')), "{:?}", after.keys());
     // The worker's own scratch files are gone too.
     let work = d.path().join("worker-far/work");
-    assert_eq!(std::fs::read_dir(&work).map(|r| r.count()).unwrap_or(0), 0);
+    // (It downloaded into it, so it must be there: a missing folder is a failure.)
+    let left = std::fs::read_dir(&work).unwrap_or_else(|e| panic!("{}: {e}", work.display())).count();
+    assert_eq!(left, 0, "scratch files left in {}", work.display());
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let text = agent
         .get(format!("{url}/metrics"))

@@ -430,6 +430,7 @@ fn check(
         }
     }
     for w in 0..workers {
+        // A worker that never downloaded (shared storage, or no job) has no work folder.
         let work = r.dir.join(format!("worker-w{w}/work"));
         for e in std::fs::read_dir(&work).into_iter().flatten().flatten() {
             figures.left_over.push(format!("{tag}: {} was left in a worker's work dir", e.path().display()));

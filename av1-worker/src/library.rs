@@ -209,7 +209,7 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&summary)?);
     }
     Ok(if summary.interrupted {
-        ExitCode::from(130)
+        ExitCode::from(crate::single::EXIT_INTERRUPTED)
     } else if summary.library.failed > 0 {
         ExitCode::FAILURE
     } else {

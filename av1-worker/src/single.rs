@@ -12,6 +12,8 @@ use crate::TranscodeArgs;
 
 /// Exit code for a file skipped on purpose (dynamic HDR, already AV1): not a failure.
 pub const EXIT_SKIPPED: u8 = 3;
+/// Exit code after Ctrl-C / SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn transcode(args: &TranscodeArgs, output: &Path) -> anyhow::Result<ExitCode> {
     let [input] = args.paths.as_slice() else {
@@ -49,6 +51,11 @@ pub fn transcode(args: &TranscodeArgs, output: &Path) -> anyhow::Result<ExitCode
         bar.update(p);
     });
     bar.finish();
+    if report.is_err() && control.requested().is_some() {
+        // The transcode removed its partial output before returning.
+        eprintln!("interrupted: {} was not written", output.display());
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
     let report = report.with_context(|| format!("transcoding {}", input.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -76,3 +76,53 @@ fn transcodes_refuses_to_overwrite_and_skips_av1() {
     assert_eq!(info["streams"][0]["codec"], "h264");
     assert_eq!(info["hdr"]["kind"], "sdr");
 }
+
+/// README: "Ctrl-C / SIGTERM stops within a second and removes the partial output" —
+/// in the single-file mode, mid-encode, timed from the signal to the exit.
+#[test]
+fn ctrl_c_stops_a_single_file_within_a_second_and_leaves_nothing() {
+    use std::time::{Duration, Instant};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let video = "testsrc2=s=640x360:r=24:d=60,noise=alls=10:allf=t";
+    ffmpeg(dir, &["-f", "lavfi", "-i", video, "-c:v", "libx264", "-preset", "ultrafast", "long.mp4"]);
+    let source = std::fs::read(dir.join("long.mp4")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_av1-worker"))
+        .current_dir(dir)
+        .env("SVT_LOG", "1")
+        .args(["transcode", "long.mp4", "-o", "out.mkv", "--preset", "8"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(av1core::transcode::TEMP_SUFFIX))
+    };
+    let start = Instant::now();
+    while !partial() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the encode never started writing");
+        assert!(child.try_wait().unwrap().is_none(), "the worker ended before the signal");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // well inside the encode
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if signalled.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(1), "Ctrl-C took {took:?}");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(!dir.join("out.mkv").exists(), "an output after Ctrl-C");
+    assert!(!partial(), "the partial output was left");
+    assert_eq!(std::fs::read(dir.join("long.mp4")).unwrap(), source, "the source was touched");
+}

@@ -149,6 +149,11 @@ pub struct VideoPlan {
     /// Clockwise turn applied to every picture before encoding (a phone's portrait
     /// video); `width`, `height` and `sample_aspect` are those after the turn.
     pub rotation: u16,
+    /// The upright decoded size when it is odd: SVT-AV1 encodes only even sizes (4:2:0),
+    /// so its last column and/or row is left out and the rest of every picture is kept
+    /// as it is, unscaled; `width` and `height` are the encoded, even size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_from: Option<(u32, u32)>,
     /// Pictures flagged interlaced are deinterlaced (the source's field order says
     /// interlaced: DVD, broadcast TV); AV1 has no fields.
     pub deinterlace: bool,
@@ -217,8 +222,8 @@ impl Plan {
         self.streams.iter().find(|s| s.index == index).map(|s| &s.action)
     }
 
-    /// What is done to the pictures besides encoding, for people: empty, or
-    /// `, deinterlaced`, `, turned 90° clockwise`, or both.
+    /// What is done to the pictures besides encoding, for people: empty, or any of
+    /// `, deinterlaced`, `, turned 90° clockwise`, `, 720x405 cut to 720x404 (…)`.
     pub fn picture_summary(&self) -> String {
         let mut out = String::new();
         if self.video.deinterlace {
@@ -226,6 +231,10 @@ impl Plan {
         }
         if self.video.rotation != 0 {
             out.push_str(&format!(", turned {}° clockwise", self.video.rotation));
+        }
+        if let Some((w, h)) = self.video.cut_from {
+            let (ew, eh) = (self.video.width, self.video.height);
+            out.push_str(&format!(", {w}x{h} cut to {ew}x{eh} (SVT-AV1 encodes even sizes only)"));
         }
         out
     }
@@ -325,10 +334,13 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
             },
         });
     let quarter_turn = matches!(v.rotation, 90 | 270);
+    let upright = if quarter_turn { (v.height, v.width) } else { (v.width, v.height) };
+    let even = (upright.0 & !1, upright.1 & !1);
     let video = VideoPlan {
         stream: vs.index,
-        width: if quarter_turn { v.height } else { v.width },
-        height: if quarter_turn { v.width } else { v.height },
+        width: even.0,
+        height: even.1,
+        cut_from: (even != upright).then_some(upright),
         sample_aspect: if quarter_turn { (v.sample_aspect.1, v.sample_aspect.0) } else { v.sample_aspect },
         rotation: v.rotation,
         // AVFieldOrder: 0 unknown, 1 progressive, 2..=5 the interlaced orders.

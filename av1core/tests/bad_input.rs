@@ -133,21 +133,30 @@ fn bit_flipped_files_never_panic_and_never_count_when_damaged() {
         let input = dir.join(format!("flip{seed}.mkv"));
         std::fs::write(&input, &bytes).unwrap();
         let output = dir.join(format!("flip{seed}.out.mkv"));
+        // The plan and the frames written, when the flipped file was encoded.
         let outcome = std::panic::catch_unwind(|| {
             let info = av1core::probe(&input)?;
             match av1core::plan(&info, &fast())? {
                 Decision::Encode(plan) => {
-                    av1core::transcode(&input, &output, &plan, &AtomicBool::new(false), |_| {}).map(|_| ())
+                    av1core::transcode(&input, &output, &plan, &AtomicBool::new(false), |_| {})
+                        .map(|report| Some((plan, report.frames)))
                 }
-                Decision::Skip { .. } => Ok(()),
+                Decision::Skip { .. } => Ok(None),
             }
         });
         match outcome {
             Err(_) => panic!("seed {seed}: panic"),
-            // A concealed flip can still give a valid file: then it passed verification.
-            Ok(Ok(())) => assert!(!output.exists() || av1core::probe(&output).is_ok()),
+            // A concealed flip can still give a valid file: then it must pass the whole
+            // verification against its source, content check included.
+            Ok(Ok(Some((plan, frames)))) => {
+                let checked = av1core::verify::verify_from(&input, &output, &plan, Some(frames));
+                assert!(checked.is_ok(), "seed {seed}: encoded, but {checked:?}");
+                eprintln!("seed {seed}: encoded and verified against its source");
+            }
+            Ok(Ok(None)) => assert!(!output.exists(), "seed {seed}: skipped, yet an output"),
             Ok(Err(e)) => {
                 assert!(!output.exists(), "seed {seed}: output left after {e}");
+                eprintln!("seed {seed}: {e}");
                 assert!(!e.to_string().is_empty());
             }
         }

@@ -41,7 +41,9 @@ pub(crate) fn decode(
     let target = if vp.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
     // Deinterlaced and turned upright first, as decoded (the fields are still apart
     // before any chroma conversion), then converted at the planned size.
-    let mut conv = Converter { scaler: None, target, width: vp.width, height: vp.height };
+    // An odd size is converted whole; the encoder reads the even part of it.
+    let (width, height) = vp.cut_from.unwrap_or((vp.width, vp.height));
+    let mut conv = Converter { scaler: None, target, width, height };
     let mut filter = PictureFilter::new(vp.deinterlace, vp.rotation);
     let mut send = |mut frame: ff::frame::Video, pts: i64| -> Result<()> {
         let frame = conv.convert(&mut frame, input)?;
