@@ -188,7 +188,8 @@ fn api_serves_the_queue_behind_a_token() {
     );
     assert_eq!(post(&m, &format!("/api/v1/files/{episode}/reencode"), serde_json::json!({})).0, 200);
     assert_eq!(post(&m, &format!("/api/v1/files/{broken}/delete"), serde_json::json!({})).0, 200);
-    assert_eq!(post(&m, "/api/v1/files/999999/delete", serde_json::json!({})).0, 409);
+    assert_eq!(post(&m, "/api/v1/files/999999/delete", serde_json::json!({})).0, 404, "no such file");
+    assert_eq!(post(&m, "/api/v1/files/999999/cancel", serde_json::json!({})).0, 404, "no such file");
     assert_eq!(get(&m, "/api/v1/stats").1["total"], 3);
     assert_eq!(post(&m, "/api/v1/scan", serde_json::json!({})).0, 202);
     wait_for("the deleted file to be found again", || {

@@ -86,7 +86,10 @@ struct Figures {
     files: u32,
     replaced: u32,
     untouched: u32,
-    /// Good files that ended `failed` (their attempts used up by the faults), with why.
+    /// Good files the faults made fail (their attempts used up), queued again once the
+    /// faults were over.
+    retried_after_faults: u32,
+    /// Good files that did not end `done` (or skipped as not worth it) even then, with why.
     failed_good: Vec<String>,
     bad_inputs_failed: u32,
     lost: Vec<String>,
@@ -167,16 +170,20 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    fn standalone_command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(worker_bin());
+        c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("TESTING_MODE", "true");
+        for k in ["AV1_PAUSE_AT", "AV1_PAUSE_SECONDS", "MEDIA_DIRS", "TEMP_DIR"] {
+            c.env_remove(k);
+        }
+        c.args(["transcode", "--preset", "12", "--crf", "40", "--db"]).arg(&self.db).arg(&self.lib);
+        c
+    }
+
     fn start(&self, slot: &mut Slot, figures: &mut Figures) {
         let fault = slot.plan.pop_front();
         let mut c = if slot.name == "standalone" {
-            let mut c = std::process::Command::new(worker_bin());
-            c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("TESTING_MODE", "true");
-            for k in ["AV1_PAUSE_AT", "AV1_PAUSE_SECONDS", "MEDIA_DIRS", "TEMP_DIR"] {
-                c.env_remove(k);
-            }
-            c.args(["transcode", "--preset", "12", "--crf", "40", "--db"]).arg(&self.db).arg(&self.lib);
-            c
+            self.standalone_command()
         } else if slot.name == "master" {
             master_command(&self.lib, &self.db, self.port)
         } else {
@@ -300,6 +307,38 @@ fn torture_run(seed: u64, run: u32, faults: u32, quiet: bool, figures: &mut Figu
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    // The faults are over (every planned one fired or can no longer): good files whose
+    // attempts they used up are queued again, as a user would, and must now finish.
+    let failed_good = failed_good_files(&r.db, &durations);
+    if !failed_good.is_empty() && !figures.stuck.iter().any(|s| s.contains(&format!("run {run}:"))) {
+        figures.retried_after_faults += failed_good.len() as u32;
+        for slot in &mut slots {
+            slot.armed = None;
+            slot.plan.clear();
+        }
+        if mode == Mode::Standalone {
+            let mut c = r.standalone_command();
+            c.arg("--retry");
+            slots[0].proc = Some(Proc::spawn_quiet(c, quiet));
+            let p = slots[0].proc.as_mut().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !matches!(p.child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            for id in &failed_good {
+                let (status, reply) = call(&url, "POST", &format!("/api/v1/files/{id}/retry"), None);
+                assert_eq!(status, 200, "seed {seed} run {run}: retry {id}: {reply}");
+            }
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !try_stats(&url).is_some_and(|s| s["pending"] == 0 && s["running"] == 0)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_secs(3)); // a worker may still deliver
+        }
+    }
     for slot in &mut slots {
         let armed = slot.armed.take().into_iter().chain(slot.plan.drain(..));
         for f in armed {
@@ -322,6 +361,18 @@ fn kind(slot: &str) -> &'static str {
         "standalone" => "standalone",
         _ => "worker",
     }
+}
+
+/// Ids of the good files (those with a duration) that ended `failed`.
+fn failed_good_files(db: &Path, durations: &BTreeMap<PathBuf, f64>) -> Vec<i64> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare("SELECT id, path FROM files WHERE status = 'failed'").unwrap();
+    st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|(_, path)| durations.contains_key(Path::new(path)))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Nothing pending or running in the queue (and something was recorded).
@@ -351,7 +402,7 @@ fn check(
         figures.integrity.push(format!("{tag}: {ok}"));
     }
     let mut rows = db
-        .prepare("SELECT path, status, coalesce(detail, ''), original_path, lease_id FROM files")
+        .prepare("SELECT path, status, coalesce(reason, '') || ' ' || coalesce(detail, ''), original_path, lease_id FROM files")
         .unwrap()
         .query_map([], |row| {
             Ok((
@@ -390,13 +441,17 @@ fn check(
             figures.untouched += 1;
             expected.push(path.clone());
             match (&status, good) {
-                (Some((s, detail)), true) if s == "failed" => {
-                    figures.failed_good.push(format!("{tag}: {}: {detail}", path.display()))
-                }
-                (Some((s, _)), false) if s == "failed" => figures.bad_inputs_failed += 1,
                 (Some((s, _)), _) if s == "done" => figures
                     .lost
                     .push(format!("{tag}: {} is done but the original is still there", path.display())),
+                (Some((s, _)), false) if s == "failed" => figures.bad_inputs_failed += 1,
+                // A good file left as it was must have been judged not worth replacing.
+                (Some((s, detail)), true) if !(s == "skipped" && detail.starts_with("not_worth_it")) => {
+                    figures.failed_good.push(format!("{tag}: {} ended {s}: {detail}", path.display()))
+                }
+                (None, true) => {
+                    figures.failed_good.push(format!("{tag}: {} is not in the queue", path.display()))
+                }
                 _ => {}
             }
             if target != *path && target.exists() {
@@ -459,5 +514,7 @@ fn torture() {
     assert!(figures.left_over.is_empty(), "files left behind: {:#?}", figures.left_over);
     assert!(figures.stuck.is_empty(), "stuck jobs: {:#?}", figures.stuck);
     assert!(figures.integrity.is_empty(), "database damaged: {:#?}", figures.integrity);
+    assert!(figures.failed_good.is_empty(), "good files not done: {:#?}", figures.failed_good);
+    assert!(figures.replaced > 0, "no file was replaced");
     assert!(figures.killed_at.values().sum::<u32>() + figures.killed_at_random > 0, "no fault was injected");
 }

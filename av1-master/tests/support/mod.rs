@@ -378,9 +378,10 @@ pub fn duration(path: &Path) -> Option<f64> {
 /// A TCP connection to `addr` from the local address `from` (127.0.0.2 and so on are
 /// all loopback on Linux: other clients, as far as the master can tell).
 pub fn connect_from(from: std::net::IpAddr, addr: &str) -> std::net::TcpStream {
-    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    use rustix::net::{bind, connect, socket_with, AddressFamily, SocketFlags, SocketType};
     let to: std::net::SocketAddr = addr.parse().unwrap();
-    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    // Close-on-exec: a master or worker another test starts meanwhile must not inherit it.
+    let fd = socket_with(AddressFamily::INET, SocketType::STREAM, SocketFlags::CLOEXEC, None).unwrap();
     bind(&fd, &std::net::SocketAddr::new(from, 0)).unwrap();
     connect(&fd, &to).unwrap();
     std::net::TcpStream::from(fd)
@@ -392,7 +393,10 @@ pub fn connect_from(from: std::net::IpAddr, addr: &str) -> std::net::TcpStream {
 pub fn flood_from(from: std::net::IpAddr, addr: &str) -> rustix::fd::OwnedFd {
     use rustix::net::{bind, connect, socket_with, AddressFamily, SocketFlags, SocketType};
     let to: std::net::SocketAddr = addr.parse().unwrap();
-    let fd = socket_with(AddressFamily::INET, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
+    // Close-on-exec: a master started by another test meanwhile (under a 1024-file
+    // limit) inherited a flood's 1300 sockets and could not open its database.
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let fd = socket_with(AddressFamily::INET, SocketType::STREAM, flags, None).unwrap();
     bind(&fd, &std::net::SocketAddr::new(from, 0)).unwrap();
     match connect(&fd, &to) {
         Ok(()) | Err(rustix::io::Errno::INPROGRESS) => fd,
