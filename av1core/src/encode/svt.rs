@@ -81,10 +81,11 @@ pub struct EncoderConfig {
 /// The product's presets keep the meaning they had with SVT-AV1 1.4 (the speed and
 /// quality trade-off users chose them for). SVT-AV1 2.3 renumbered its presets: its
 /// 6..=10 do what 2.2's 7..=11 did, and its 11 what 2.2's 12 and 13 did. Measured
-/// here (BENCHMARKS.md) against 1.4's preset 8, 2.3's preset 7 gives 11.6% smaller
-/// files at equal PSNR on a film-like clip, where 2.3's preset 8 gives 4–8% larger
-/// ones: so on 2.3 preset P becomes P − 1 for 7..=12 and 13 becomes 11; the slow
-/// presets 0..=6 keep their numbers.
+/// (`make bench-svt`, BENCHMARKS.md) against 1.4's preset 8 at equal PSNR, 2.3's
+/// preset 7 gives files from 0.6% larger to 7.0% smaller on real footage, where 2.3's
+/// preset 8 gives 0.3% smaller to 4.1% larger ones in 0.65–0.77× the time: so on 2.3
+/// preset P becomes P − 1 for 7..=12 and 13 becomes 11 (size first; `--preset 9` is
+/// the faster choice); the slow presets 0..=6 keep their numbers.
 pub fn library_preset(preset: i8) -> i8 {
     if cfg!(svt_preset_shift) {
         match preset {
