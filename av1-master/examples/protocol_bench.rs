@@ -75,6 +75,16 @@ impl Client {
             .clone())
     }
 
+    /// One heartbeat for job `id` under `lease`, as a worker encoding sends it: it must
+    /// be answered 200 without a cancel. Returns how long the answer took.
+    fn heartbeat(&self, id: i64, lease: &str) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let body = json!({"lease": lease, "phase": "encoding", "progress": {"percent": 50, "fps": 17.0}});
+        let v = self.must(&format!("/api/v1/jobs/{id}/heartbeat"), body, 200)?;
+        ensure!(v["cancel"] == false, "the master asked to cancel: {v}");
+        Ok(t.elapsed())
+    }
+
     /// Claims until the file whose name ends with `suffix` comes (others are given back
     /// and excluded), or takes the first when `suffix` is empty: (file id, lease, the
     /// time of the claim that got it).
@@ -302,12 +312,7 @@ fn real_job(c: &Client, worker_bin: &Path, dir: &Path, lib: &Path) -> anyhow::Re
         std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
             let mut took = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let body =
-                    json!({"lease": lease, "phase": "encoding", "progress": {"percent": 50, "fps": 20.0}});
-                let v = c.must(&format!("/api/v1/jobs/{id}/heartbeat"), body, 200)?;
-                ensure!(v["cancel"] == false, "the master asked to cancel: {v}");
-                took.push(t.elapsed());
+                took.push(c.heartbeat(id, &lease)?);
                 std::thread::sleep(Duration::from_secs(1));
             }
             Ok(took)
@@ -381,9 +386,7 @@ fn calls_only(c: &Client) -> anyhow::Result<()> {
         let worker = c.register(&format!("solo-{i}"))?;
         let (id, lease, _) = c.claim(&worker, "")?;
         for _ in 0..3 {
-            let body = json!({"lease": lease, "phase": "encoding", "progress": {"percent": 50}});
-            let v = c.must(&format!("/api/v1/jobs/{id}/heartbeat"), body, 200)?;
-            ensure!(v["cancel"] == false, "cancel asked: {v}");
+            c.heartbeat(id, &lease)?;
         }
         let body = json!({"lease": lease, "reason": "manual", "detail": "bench"});
         let v = c.must(&format!("/api/v1/jobs/{id}/skip"), body, 200)?;
@@ -411,12 +414,7 @@ fn heartbeats(base: &str, workers: usize, seconds: u64) -> anyhow::Result<()> {
             let (id, lease, _) = cl.claim(&worker, "")?;
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let body =
-                    json!({"lease": lease, "phase": "encoding", "progress": {"percent": 50, "fps": 17.0}});
-                let v = cl.must(&format!("/api/v1/jobs/{id}/heartbeat"), body, 200)?;
-                ensure!(v["cancel"] == false, "cancel asked: {v}");
-                lat.push(t.elapsed());
+                lat.push(cl.heartbeat(id, &lease)?);
             }
             Ok(lat)
         }));

@@ -84,6 +84,15 @@ fn compare(ours: &Path, clip: &Clip, dir: &Path, preset: i32, crf: i32, runs: us
             b.push(cli.run(&clip.path, &out_b)?);
         }
     }
+    for (name, runs) in [("ours", &a), ("the command line", &b)] {
+        let bytes: Vec<u64> = runs.iter().map(|e| e.bytes.video).collect();
+        if bytes.iter().any(|v| *v != bytes[0]) {
+            bail!(
+                "{}: {name} made different video bytes in its runs ({bytes:?}): not deterministic",
+                clip.name
+            );
+        }
+    }
     for e in &b {
         let d = a[0].config.differences(&e.config);
         if !d.is_empty() {
