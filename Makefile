@@ -75,7 +75,8 @@ test-pipeline: deps $(SVT_STEP)
 SEED ?= 1
 RUNS ?= 20
 FAULTS ?= 8
-torture: test-deps build
+torture: test-deps $(SVT_STEP)
+	$(CARGO) build --release --workspace --features av1-library/fault-injection
 	TORTURE_SEED=$(SEED) TORTURE_RUNS=$(RUNS) TORTURE_FAULTS=$(FAULTS) $(CARGO) test --release -p av1-master --test torture -- --nocapture
 
 # Our transcode against the ffmpeg command line on the same library (ours built with

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use av1core::library::queue::{Examined, Queue, Summary, Verdict};
+use av1_library::queue::{Examined, Queue, Summary, Verdict};
 use av1core::SkipReason;
 
 const TOKEN: &str = "bench";

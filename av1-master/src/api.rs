@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use av1core::library::queue::{
+use av1_library::queue::{
     FileOrder, Heartbeat, LeaseReply, ListQuery, Outcome, Queue, Sort, Status, WorkerInfo,
 };
 use av1core::SkipReason;
@@ -30,7 +30,7 @@ pub struct State {
     pub lease_timeout: Duration,
     pub order: FileOrder,
     /// How results are checked and placed.
-    pub policy: av1core::library::deliver::Policy,
+    pub policy: av1_library::deliver::Policy,
     pub hashes: crate::transfer::Hashes,
     /// Changes whenever the encoder settings or tables do.
     pub config_version: String,
@@ -268,7 +268,7 @@ fn stats(queue: &Queue, state: &State) -> Reply {
 }
 
 /// The statistics as JSON (also what the event stream sends).
-pub fn stats_value(queue: &Queue, state: &State) -> av1core::Result<serde_json::Value> {
+pub fn stats_value(queue: &Queue, state: &State) -> av1_library::Result<serde_json::Value> {
     let c = queue.counts(&state.roots)?;
     let saved = c.original_bytes.saturating_sub(c.output_bytes);
     let ratio = if c.original_bytes > 0 { c.output_bytes as f64 / c.original_bytes as f64 } else { 1.0 };
@@ -437,7 +437,7 @@ fn register(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
                 "config_version": state.config_version,
             }),
         ),
-        Err(e @ av1core::Error::Config(_)) => Reply::error(400, e.to_string()),
+        Err(e @ av1_library::Error::Config(_)) => Reply::error(400, e.to_string()),
         Err(e) => Reply::error(500, e.to_string()),
     }
 }
@@ -468,7 +468,7 @@ fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
     }
     match queue.claim_for(c.worker_id, state.order, state.lease_timeout, &c.exclude) {
         Ok(Some(claimed)) => {
-            av1core::library::pause_point("master:claimed");
+            av1_library::pause_point(av1_library::Pause::MasterClaimed);
             let mut v = serde_json::to_value(&claimed).unwrap_or_default();
             v["config_version"] = serde_json::json!(state.config_version);
             Reply::json(200, &v)
@@ -550,7 +550,7 @@ fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]
             // A partial upload (or a result beside the original) under this lease is
             // nobody's now.
             if let Ok(Some(path)) = queue.file_path(id) {
-                av1core::library::names::remove_lease_files(&path, &b.lease);
+                av1_library::names::remove_lease_files(&path, &b.lease);
             }
             // Not the file's fault: a give-back does not use up one of its attempts.
             if action == "release" {
@@ -587,7 +587,7 @@ fn fade_out(queue: &mut Queue, id: i64, body: &[u8]) -> Reply {
 struct CompleteBody {
     lease: String,
     #[serde(flatten)]
-    result: av1core::library::deliver::Delivered,
+    result: av1_library::deliver::Delivered,
 }
 
 /// `POST /api/v1/jobs/{id}/complete` with `{"lease", "size", "blake3", "frames", "encoder",
@@ -607,7 +607,7 @@ fn complete(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
     {
         return Reply::error(400, "encoder or settings too long");
     }
-    match av1core::library::deliver::accept(queue, id, &c.lease, &c.result, &state.policy) {
+    match av1_library::deliver::accept(queue, id, &c.lease, &c.result, &state.policy) {
         Ok(Some(outcome)) => {
             tracing::info!(file = id, "result: {outcome:?}");
             Reply::json(200, &serde_json::json!({ "status": outcome.status(), "outcome": outcome }))
@@ -648,7 +648,7 @@ fn not_applicable(queue: &Queue, id: i64, why: &str) -> Reply {
 
 /// The workers with a `status`: offline when not heard from for longer than a lease,
 /// else what they said they do (idle, downloading, encoding, uploading).
-pub fn workers(queue: &Queue, state: &State) -> av1core::Result<Vec<serde_json::Value>> {
+pub fn workers(queue: &Queue, state: &State) -> av1_library::Result<Vec<serde_json::Value>> {
     let now = now_ms();
     Ok(queue
         .workers()?

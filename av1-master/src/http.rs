@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tiny_http::{Header, Request, Response, Server};
 
-/// Largest request body accepted (JSON calls; uploads will stream separately).
+/// Largest request body accepted for JSON calls (uploads stream through `transfer`).
 pub const MAX_BODY: u64 = 1 << 20;
 
 /// A connection whose client sends nothing (or takes nothing we write) for this long is

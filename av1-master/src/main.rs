@@ -1,6 +1,6 @@
 //! `av1-master`: owns the library — the SQLite queue, the scanner and the HTTP API
-//! (`/api/v1`, `/healthz`, `/metrics`). Workers, leases, replacement of their results
-//! and the web UI build on this.
+//! (`/api/v1`, `/healthz`, `/metrics`), the workers' leases, the check and replacement of
+//! their results, file transfers and the web UI; `--local-worker` runs a worker beside it.
 //!
 //! start-up: open the queue, finish or undo interrupted replacements ─▶ listen ─▶ scanner
 //! thread (at start, every SCAN_INTERVAL minutes, on `POST /api/v1/scan`) ─▶ a bounded
@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use av1core::library::queue::{FileOrder, Queue};
-use av1core::library::{names, replace, scan};
+use av1_library::queue::{FileOrder, Queue};
+use av1_library::{names, replace, scan};
 use clap::Parser;
 
 #[derive(Parser, Debug, Clone)]
@@ -131,6 +131,10 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("SVT_LOG", "1");
     }
     av1_worker::logging::init();
+    if let Err(e) = av1_library::fault::check_environment() {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     match run(Config::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -196,7 +200,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {scheme}://{addr} (library: {:?}, queue: {})", roots, db.display());
     let order: FileOrder = cfg.file_order.parse()?;
     spawn_lease_keeper(db.clone());
-    let policy = av1core::library::deliver::Policy {
+    let policy = av1_library::deliver::Policy {
         settings,
         min_savings_percent: cfg.min_savings,
         replace: replace::Options { testing_mode: cfg.testing_mode, owner: cfg.puid.zip(cfg.pgid) },

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use av1core::library::{names, queue::Queue, scan};
+use av1_library::{names, queue::Queue, scan};
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use serde::Serialize;
 
@@ -105,7 +105,7 @@ impl Scanner {
 /// replacement (a worker or the master died while writing them). The leases are read
 /// after the walk that found the files, so a file written under a lease granted since
 /// cannot be among them.
-fn remove_orphans(queue: &Queue, ours: &[PathBuf]) -> av1core::Result<()> {
+fn remove_orphans(queue: &Queue, ours: &[PathBuf]) -> av1_library::Result<()> {
     let mut live = std::collections::HashSet::new();
     for (path, lease) in queue.live_leases()? {
         let staged = names::staged_for_lease(&names::target_for(&path), &lease);

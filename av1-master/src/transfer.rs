@@ -15,8 +15,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use av1core::library::names;
-use av1core::library::queue::{Outcome, Queue};
+use av1_library::names;
+use av1_library::queue::{Outcome, Queue};
 use av1core::os::{self, Stamp};
 use tiny_http::{Header, Request, Response};
 
@@ -145,7 +145,7 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
     };
     let len = (size - start) as usize;
     DOWNLOADED.fetch_add(size - start, std::sync::atomic::Ordering::Relaxed);
-    av1core::library::pause_point("master:sending");
+    av1_library::pause_point(av1_library::Pause::MasterSending);
     let response = Response::new(status.into(), headers, file.take(size - start), Some(len), None);
     let _ = request.respond(response);
 }
@@ -185,7 +185,7 @@ fn write_error(what: &str, e: &std::io::Error) -> Reply {
 fn reserve_room(staged: &Path, announced: Option<u64>, limit: u64) -> Result<(), Reply> {
     let needed = match announced {
         Some(n) => n + (64 << 10),
-        None => av1core::library::job::space_needed(limit),
+        None => av1_library::job::space_needed(limit),
     };
     match av1core::os::free_space(av1core::os::parent(staged)) {
         Ok(free) if free < needed => Err(Reply::error(
@@ -291,7 +291,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             file.write_all(&buf[..n]).map_err(|e| write_error("writing the result", &e))?;
         }
         file.sync_all().map_err(|e| write_error("syncing the result", &e))?;
-        av1core::library::pause_point("master:received");
+        av1_library::pause_point(av1_library::Pause::MasterReceived);
         // The lease may have run out meanwhile (and its files been removed): then this
         // file is nobody's.
         if !matches!(queue.leased(id, &lease), Ok(Some(_))) {

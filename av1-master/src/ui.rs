@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use av1core::library::queue::Queue;
+use av1_library::queue::Queue;
 use tiny_http::Request;
 
 use crate::api::{State, STOP};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use av1core::library::names;
+use av1_library::names;
 use support::*;
 
 /// A tmpfs of `bytes` mounted on `dir`, unmounted when dropped.

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use av1core::library::names;
+use av1_library::names;
 use support::*;
 
 /// Where a fault is injected: the process is held at this point and SIGKILLed there.

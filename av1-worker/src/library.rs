@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use av1core::library::job::{self, JobSettings, Stop};
-use av1core::library::queue::{Counts, FileOrder, Outcome, Queue, Status, Verdict};
-use av1core::library::{replace, scan};
+use av1_library::job::{self, JobSettings, Stop};
+use av1_library::queue::{Counts, FileOrder, Outcome, Queue, Status, Verdict};
+use av1_library::{replace, scan};
 use av1core::SkipReason;
 use serde::Serialize;
 

@@ -147,6 +147,10 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("SVT_LOG", "1");
     }
     av1_worker::logging::init();
+    if let Err(e) = av1_library::fault::check_environment() {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         None => match &cli.master_url {

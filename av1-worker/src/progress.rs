@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use av1core::library::job::Phase;
-use av1core::library::queue::{Job, Outcome};
+use av1_library::job::Phase;
+use av1_library::queue::{Job, Outcome};
 use av1core::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 

@@ -3,7 +3,8 @@
 //! progress, and hands the result over. Shared storage: the worker reads the source
 //! through its own mount (`PATH_MAP` turns master paths into local ones) and writes the
 //! result beside it under a hidden name derived from the lease; the master checks it
-//! and replaces the original. (File distribution over HTTP comes next.)
+//! and replaces the original; with file distribution the worker downloads the source and
+//! uploads the result over HTTP instead.
 //!
 //! Reconnects with backoff when the master is away. The first SIGTERM/Ctrl-C drains:
 //! the current job finishes, nothing new is claimed; a second one quits at once (the
@@ -15,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use av1core::library::job::JobSettings;
-use av1core::library::names;
-use av1core::library::queue::Claimed;
+use av1_library::job::JobSettings;
+use av1_library::names;
+use av1_library::queue::Claimed;
 use av1core::{Decision, Progress};
 use serde_json::json;
 use ureq::tls::TlsConfig;
@@ -308,6 +309,7 @@ fn full_disk(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(av1core::error::unwritable_disk)
             || c.downcast_ref::<av1core::Error>().is_some_and(av1core::Error::is_unwritable_disk)
+            || c.downcast_ref::<av1_library::Error>().is_some_and(av1_library::Error::is_unwritable_disk)
             || c.downcast_ref::<MasterDiskFull>().is_some()
     })
 }
@@ -346,7 +348,7 @@ fn work(
     let id = c.job.file_id;
     let lease = c.lease.as_str();
     tracing::info!(file = id, "job: {:?} (attempt {})", c.job.path, c.job.attempts);
-    av1core::library::pause_point("worker:claimed");
+    av1_library::pause_point(av1_library::Pause::WorkerClaimed);
     let end = |call: &str, body: serde_json::Value| {
         let mut body = body;
         body["lease"] = json!(lease);
@@ -464,9 +466,9 @@ fn work(
     let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
     let limit = rules.size_limit(c.job.size);
     let (room_dir, needed) = if let Some(local) = &local {
-        (av1core::os::parent(local).to_path_buf(), av1core::library::job::space_needed(limit))
+        (av1core::os::parent(local).to_path_buf(), av1_library::job::space_needed(limit))
     } else {
-        (work_dir.clone(), c.job.size + av1core::library::job::space_needed(limit))
+        (work_dir.clone(), c.job.size + av1_library::job::space_needed(limit))
     };
     let free = av1core::os::free_space(&room_dir).unwrap_or(u64::MAX);
     let downloaded = if free < needed {
@@ -490,7 +492,7 @@ fn work(
     let mut outcome = match downloaded {
         Ok(()) => {
             if !shared {
-                av1core::library::pause_point("worker:downloaded");
+                av1_library::pause_point(av1_library::Pause::WorkerDownloaded);
             }
             set_phase(&phase, "encoding");
             encode(&input, &staged, c, settings, &rules, &progress, &stop)
@@ -592,7 +594,7 @@ fn deliver(master: &Master, state_dir: &Path, d: &Delivery) -> u16 {
         tracing::warn!("could not keep the pending {} call on disk ({e}); sending it anyway", d.call);
     }
     let id = d.file_id;
-    av1core::library::pause_point("worker:delivering");
+    av1_library::pause_point(av1_library::Pause::WorkerDelivering);
     let mut wait = 1u64;
     let answer = loop {
         match master.post(&format!("/api/v1/jobs/{id}/{}", d.call), d.body.clone()) {
@@ -614,7 +616,7 @@ fn deliver(master: &Master, state_dir: &Path, d: &Delivery) -> u16 {
         std::thread::sleep(Duration::from_secs(wait));
         wait = (wait * 2).min(30);
     };
-    av1core::library::pause_point("worker:delivered");
+    av1_library::pause_point(av1_library::Pause::WorkerDelivered);
     let _ = std::fs::remove_file(&file);
     answer
 }
@@ -793,7 +795,7 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
                 put = put.header("Authorization", format!("Bearer {t}"));
             }
             let mut r = put.send(ureq::SendBody::from_reader(&mut part))?;
-            av1core::library::pause_point("worker:uploaded-chunk");
+            av1_library::pause_point(av1_library::Pause::WorkerUploadedChunk);
             match r.status().as_u16() {
                 200 => Ok(false),
                 409 => Ok(false),
@@ -846,7 +848,7 @@ fn encode(
             *slot = Some(p.clone());
         }
         if p.frames > 0 {
-            av1core::library::pause_point("worker:encoding");
+            av1_library::pause_point(av1_library::Pause::WorkerEncoding);
         }
         if rules.hopeless(p, limit) {
             hopeless.store(true, Ordering::SeqCst);

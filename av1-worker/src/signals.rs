@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use av1core::library::job::{Control, Stop};
+use av1_library::job::{Control, Stop};
 
 /// Installs the handler; `doing` says what the first signal leads to.
 pub fn install(doing: &'static str) -> Arc<Control> {

@@ -60,22 +60,6 @@ pub enum Error {
     /// The cancel flag was raised.
     #[error("cancelled")]
     Cancelled,
-    /// The queue database refused an operation.
-    #[error("queue database: {op} failed")]
-    Database {
-        op: &'static str,
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The result's name is taken by a file that is not the original: never overwritten.
-    #[error("{} exists and is not the original {}: not overwriting it", target.display(), source_file.display())]
-    NameClash { target: PathBuf, source_file: PathBuf },
-    /// Not enough free space to start or finish a job.
-    #[error("not enough free space in {}: {needed} bytes needed, {available} available", path.display())]
-    NoSpace { path: PathBuf, needed: u64, available: u64 },
-    /// The source changed or disappeared while it was being worked on.
-    #[error("{} changed or disappeared during the job: {what}", path.display())]
-    SourceChanged { path: PathBuf, what: String },
 }
 
 impl Error {
@@ -91,7 +75,6 @@ impl Error {
     /// or for another machine) instead of failing.
     pub fn is_unwritable_disk(&self) -> bool {
         match self {
-            Error::NoSpace { .. } => true,
             Error::Io { source, .. } => unwritable_disk(source),
             Error::Ffmpeg { source: ffmpeg_next::Error::Other { errno }, .. } => {
                 matches!(*errno, libc::ENOSPC | libc::EDQUOT | libc::EROFS)
@@ -116,10 +99,6 @@ impl Error {
             Error::Verify { path, problems } => Error::Verify { path: rename(path), problems },
             other => other,
         }
-    }
-
-    pub(crate) fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
-        move |source| Error::Database { op, source }
     }
 
     pub(crate) fn io<'a>(

@@ -5,12 +5,11 @@
 //!
 //! The pipeline, in the order a file goes through it:
 //! [`probe`] → [`plan`] → [`transcode`] (demux, decode, [`encode`], mux) → [`verify`];
-//! for a whole library, [`library`]: scan → queue → job → replace.
+//! a whole library of files is the `av1-library` crate's concern, built on this one.
 
 pub mod encode;
 pub mod error;
 pub mod libav;
-pub mod library;
 pub mod os;
 pub mod plan;
 pub mod probe;

@@ -11,9 +11,9 @@ use super::queue::{Job, Outcome, Queue};
 use super::replace::{self, EncodeFacts};
 use super::staged::Staged;
 use crate::error::{chain, Error, Result};
-use crate::os::{self, Stamp};
-use crate::plan::{Decision, Settings, SkipReason};
-use crate::transcode::Progress;
+use av1core::os::{self, Stamp};
+use av1core::plan::{Decision, Settings, SkipReason};
+use av1core::transcode::Progress;
 
 /// Everything a job needs besides the file.
 #[derive(Debug, Clone)]
@@ -129,7 +129,7 @@ pub fn run(
     on_phase(Phase::Probing);
     let outcome = match work(queue, job, cfg, control, &mut on_phase) {
         Ok(o) => o,
-        Err(Error::Cancelled) => match control.requested() {
+        Err(e) if e.is_cancelled() => match control.requested() {
             Some(Stop::Cancel) => Outcome::Cancelled { detail: "cancelled".into() },
             _ => Outcome::Requeued { detail: "interrupted; will start again".into() },
         },
@@ -160,9 +160,9 @@ fn work(
     let before = Stamp::from_metadata(&original.metadata().map_err(Error::io("reading metadata", source))?);
     let input = os::fd_path(&original);
     let names = [(input.as_path(), source)];
-    let mut info = crate::probe(&input).map_err(|e| e.naming(&names))?;
+    let mut info = av1core::probe(&input).map_err(|e| e.naming(&names))?;
     info.path = source.to_path_buf();
-    let plan = match crate::plan(&info, &cfg.settings)? {
+    let plan = match av1core::plan(&info, &cfg.settings)? {
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
         Decision::Encode(plan) => *plan,
     };
@@ -193,10 +193,10 @@ fn work(
     let stop = AtomicBool::new(control.requested().is_some());
     let limit = cfg.size_limit(before.size);
     let mut early = None;
-    let report = crate::transcode(&input, &encoded, &plan, &stop, |p| {
+    let report = av1core::transcode(&input, &encoded, &plan, &stop, |p| {
         on_phase(Phase::Encoding(p));
         if p.frames > 0 {
-            super::pause_point("job:encoding");
+            crate::pause_point(crate::Pause::JobEncoding);
         }
         if control.requested().is_some() {
             stop.store(true, Ordering::SeqCst);
@@ -207,7 +207,7 @@ fn work(
         }
     });
     let report = match report {
-        Err(Error::Cancelled) if control.requested().is_none() => {
+        Err(av1core::Error::Cancelled) if control.requested().is_none() => {
             let (percent, projected) = early.unwrap_or_default();
             return Ok(Outcome::Skipped {
                 reason: SkipReason::NotWorthIt,
@@ -285,10 +285,10 @@ fn work(
 /// without a link fails the job, saying what it is.
 fn open_source(job: &Job) -> Result<std::fs::File> {
     os::open_beneath(&job.root, &job.path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput => Error::Unsupported {
-            path: job.path.clone(),
-            what: format!("{e}; only regular files beneath the library root are transcoded"),
-        },
+        std::io::ErrorKind::InvalidInput => Error::unsupported(
+            &job.path,
+            format!("{e}; only regular files beneath the library root are transcoded"),
+        ),
         std::io::ErrorKind::NotFound => {
             Error::SourceChanged { path: job.path.clone(), what: format!("it is gone ({e})") }
         }
@@ -322,7 +322,7 @@ fn copy_synced(from: &Path, to: &Path) -> Result<()> {
     };
     // Written under a temporary name (never through a symlink), then renamed: `to`
     // only ever names a complete copy.
-    let partial = crate::transcode::temp_path(to);
+    let partial = av1core::transcode::temp_path(to);
     let _ = std::fs::remove_file(&partial);
     let _cleanup = RemoveOnDrop(vec![partial.clone()]);
     let mut src = std::fs::File::open(from).map_err(Error::io("opening the result", from))?;
@@ -348,11 +348,9 @@ fn copy_synced(from: &Path, to: &Path) -> Result<()> {
     dst.sync_all().map_err(|e| space_or_io(e, &partial))?;
     drop(dst);
     if hash_file(&partial)? != hasher.finalize() {
-        return Err(Error::Io {
-            op: "copying the result (read back differs)",
-            path: to.into(),
-            source: std::io::Error::other("hash mismatch"),
-        });
+        return Err(Error::io("copying the result (read back differs)", to)(std::io::Error::other(
+            "hash mismatch",
+        )));
     }
     std::fs::rename(&partial, to).map_err(Error::io("renaming the copy", to))
 }

@@ -30,7 +30,7 @@ use super::names;
 use super::queue::{Done, Outcome, PendingReplacement, Queue};
 use super::staged::Staged;
 use crate::error::{Error, Result};
-use crate::os::{self, Stamp};
+use av1core::os::{self, Stamp};
 
 /// How results replace originals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,7 +133,7 @@ pub fn replace(
         },
     };
     queue.begin_replacement(&rec)?;
-    super::pause_point("replace:recorded");
+    crate::pause_point(crate::Pause::ReplaceRecorded);
     match put_in_place(queue, &rec) {
         Err(e @ Error::NameClash { .. }) => {
             // Nothing was renamed: undo the backup made for it, keep the original.
@@ -196,7 +196,7 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
             }
             os::sync_dir(dir)?;
         }
-        super::pause_point("replace:backup");
+        crate::pause_point(crate::Pause::ReplaceBackup);
     }
     // Only our result moves: a name holding anything else stays where it is.
     if Stamp::of_link(&rec.staged).is_ok_and(|s| s.ino == rec.staged_ino && s.size == rec.staged_size) {
@@ -213,7 +213,7 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
             Err(e) => return Err(Error::io("renaming the result into place", &rec.target)(e)),
         }
         os::sync_dir(dir)?;
-        super::pause_point("replace:renamed");
+        crate::pause_point(crate::Pause::ReplaceRenamed);
     }
     // Nothing is removed unless the result is really there.
     let in_place = result_in_place(rec);
@@ -228,7 +228,7 @@ fn put_in_place(queue: &mut Queue, rec: &PendingReplacement) -> Result<Done> {
             match std::fs::remove_file(&rec.source) {
                 Ok(()) => {
                     os::sync_dir(dir)?;
-                    super::pause_point("replace:source-removed");
+                    crate::pause_point(crate::Pause::ReplaceSourceRemoved);
                 }
                 Err(e) => tracing::warn!("could not remove the original {}: {e}", rec.source.display()),
             }
@@ -323,7 +323,7 @@ fn recover_one(queue: &mut Queue, rec: &PendingReplacement) -> Result<Recovered>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::queue::{Examined, FileOrder, Status, Summary, Verdict};
+    use crate::queue::{Examined, FileOrder, Status, Summary, Verdict};
     use std::path::PathBuf;
 
     struct Lib {

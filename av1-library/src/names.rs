@@ -22,7 +22,8 @@ pub fn is_video(path: &Path) -> bool {
 /// A temporary or staged file this program writes: hidden, with one of our suffixes.
 pub fn is_ours(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
-    name.starts_with('.') && (name.ends_with(crate::transcode::TEMP_SUFFIX) || name.ends_with(STAGED_SUFFIX))
+    name.starts_with('.')
+        && (name.ends_with(av1core::transcode::TEMP_SUFFIX) || name.ends_with(STAGED_SUFFIX))
 }
 
 /// What the result of `source` is called: the same name with `.mkv`.
@@ -48,7 +49,7 @@ pub fn staged_for_lease(target: &Path, lease: &str) -> PathBuf {
 /// finished or partial): once the lease has ended, these files are nobody's.
 pub fn remove_lease_files(source: &Path, lease: &str) {
     let staged = staged_for_lease(&target_for(source), lease);
-    let _ = std::fs::remove_file(crate::transcode::temp_path(&staged));
+    let _ = std::fs::remove_file(av1core::transcode::temp_path(&staged));
     let _ = std::fs::remove_file(&staged);
 }
 
@@ -79,7 +80,7 @@ mod tests {
         let staged = staged_for(&target);
         assert_eq!(staged, Path::new("/lib/.Movie.mkv.av1-verified"));
         assert!(is_ours(&staged));
-        assert!(is_ours(&crate::transcode::temp_path(&staged)));
+        assert!(is_ours(&av1core::transcode::temp_path(&staged)));
         assert!(!is_ours(Path::new("/lib/.hidden.mkv")));
         assert_eq!(backup_for(Path::new("/lib/Movie.mkv")), Path::new("/lib/Movie.mkv.bak"));
         let leased = staged_for_lease(&target, "1f2e3d4c5b6a/../x");

@@ -24,8 +24,8 @@ use super::queue::{Job, Outcome, Queue};
 use super::staged::Staged;
 use super::{names, replace};
 use crate::error::{chain, Error, Result};
-use crate::os::{self, Stamp};
-use crate::plan::{Decision, Settings, SkipReason};
+use av1core::os::{self, Stamp};
+use av1core::plan::{Decision, Settings, SkipReason};
 
 /// What a worker reports with its result.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -62,7 +62,7 @@ pub fn accept(
     policy: &Policy,
 ) -> Result<Option<Outcome>> {
     let Some(job) = queue.take_over(file_id, lease)? else { return Ok(None) };
-    super::pause_point("master:verifying");
+    crate::pause_point(crate::Pause::MasterVerifying);
     let source = job.path.clone();
     // Named from the source's name alone (never from what a disk says), so master and
     // worker agree even when one of them sees a case-insensitive file system.
@@ -152,15 +152,15 @@ fn check_and_place(
     }
     let held_fd = held.fd_path();
     let names = [(original_fd.as_path(), source), (held_fd.as_path(), staged)];
-    let mut info = crate::probe(&original_fd).map_err(|e| e.naming(&names))?;
+    let mut info = av1core::probe(&original_fd).map_err(|e| e.naming(&names))?;
     info.path = source.to_path_buf();
     let mut settings = policy.settings.clone();
     settings.reencode_av1 |= queue.reencode_requested(file_id)?;
-    let plan = match crate::plan(&info, &settings)? {
+    let plan = match av1core::plan(&info, &settings)? {
         Decision::Encode(plan) => *plan,
         Decision::Skip { reason, detail } => return Ok(Outcome::Skipped { reason, detail }),
     };
-    crate::verify::verify_from(&original_fd, &held_fd, &plan, Some(d.frames))
+    av1core::verify::verify_from(&original_fd, &held_fd, &plan, Some(d.frames))
         .map_err(|e| e.naming(&names))?;
     // A worker on shared storage could still be writing to it: what is put in place
     // must be what was verified.

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::plan::SkipReason;
+use av1core::plan::SkipReason;
 
 mod lease;
 pub use lease::{Claimed, Expired, Heartbeat, LeaseReply, WorkerInfo, WorkerRow, MAX_ATTEMPTS};
@@ -384,8 +384,7 @@ fn now() -> i64 {
 }
 
 fn path_str(p: &Path) -> Result<&str> {
-    p.to_str()
-        .ok_or_else(|| Error::Unsupported { path: p.into(), what: "a file name that is not UTF-8".into() })
+    p.to_str().ok_or_else(|| Error::unsupported(p, "a file name that is not UTF-8"))
 }
 
 impl Queue {
@@ -735,8 +734,7 @@ impl Queue {
 
     /// Records a verified result about to replace its original. Durable on return.
     pub fn begin_replacement(&mut self, r: &PendingReplacement) -> Result<()> {
-        let done = serde_json::to_string(&r.done)
-            .map_err(|e| Error::Internal { stage: "queue", message: e.to_string() })?;
+        let done = serde_json::to_string(&r.done).map_err(|e| Error::internal("queue", e))?;
         self.conn
             .execute(
                 // A plain INSERT: one replacement per file at a time; a second one
@@ -806,10 +804,8 @@ impl Queue {
         let mut out = Vec::new();
         for row in rows {
             let (mut rec, done) = row.map_err(Error::db("listing replacements"))?;
-            rec.done = serde_json::from_str(&done).map_err(|e| Error::Internal {
-                stage: "queue",
-                message: format!("replacement record: {e}"),
-            })?;
+            rec.done = serde_json::from_str(&done)
+                .map_err(|e| Error::internal("queue", format!("replacement record: {e}")))?;
             out.push(rec);
         }
         Ok(out)

@@ -13,7 +13,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::os::{self, Stamp};
+use av1core::os::{self, Stamp};
 
 /// An open staged result (see the module documentation).
 #[derive(Debug)]

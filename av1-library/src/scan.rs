@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::names;
 use super::queue::{Examined, Queue, Summary, Verdict};
 use crate::error::{chain, Error, Result};
-use crate::os::Stamp;
-use crate::plan::{Decision, Settings};
-use crate::probe::StreamKind;
+use av1core::os::Stamp;
+use av1core::plan::{Decision, Settings};
+use av1core::probe::StreamKind;
 
 /// A video file on disk.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,12 +92,12 @@ pub fn walk(roots: &[PathBuf]) -> Walk {
 /// and probed through that descriptor.
 pub fn examine(found: &Found, settings: &Settings) -> Examined {
     let mut summary = Summary::default();
-    let probed = crate::os::open_beneath(&found.root, &found.path)
+    let probed = av1core::os::open_beneath(&found.root, &found.path)
         .map_err(Error::io("opening it beneath its library root", &found.path))
         .and_then(|file| {
-            let fd = crate::os::fd_path(&file);
+            let fd = av1core::os::fd_path(&file);
             let mut info =
-                crate::probe(&fd).map_err(|e| e.naming(&[(fd.as_path(), found.path.as_path())]))?;
+                av1core::probe(&fd).map_err(|e| e.naming(&[(fd.as_path(), found.path.as_path())]))?;
             info.path = found.path.clone();
             Ok(info)
         });
@@ -119,7 +119,7 @@ pub fn examine(found: &Found, settings: &Settings) -> Examined {
                 .map(|s| s.codec.as_str())
                 .collect();
             summary.audio = Some(if audio.is_empty() { "none".into() } else { audio.join(", ") });
-            match crate::plan(&info, settings) {
+            match av1core::plan(&info, settings) {
                 Err(e) => Verdict::Unreadable { error: chain(&e) },
                 Ok(Decision::Skip { reason, detail }) => Verdict::Skip { reason, detail },
                 Ok(Decision::Encode(plan)) => {
@@ -152,7 +152,7 @@ pub fn examine_all(
         .num_threads(threads)
         .thread_name(|i| format!("probe-{i}"))
         .build()
-        .map_err(|e| Error::Internal { stage: "scan", message: e.to_string() })?;
+        .map_err(|e| Error::internal("scan", e))?;
     Ok(pool.install(|| {
         files
             .par_iter()
@@ -231,7 +231,7 @@ pub fn scan(
     }
     let examined = examine_all(&todo, settings, threads, on_examined)?;
     report.unreadable = examined.iter().filter(|e| matches!(e.verdict, Verdict::Unreadable { .. })).count();
-    super::pause_point("scan:recording");
+    crate::pause_point(crate::Pause::ScanRecording);
     queue.upsert_all(&examined)?;
     report.pruned = queue.prune(&gone)?;
     Ok(report)
