@@ -50,6 +50,14 @@ impl Error {
         }
     }
 
+    /// The queue database was locked by another connection for longer than its busy
+    /// timeout: worth trying again later.
+    pub fn is_busy(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        matches!(self, Error::Database { source, .. }
+            if matches!(source.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked)))
+    }
+
     /// The cancel flag stopped the pipeline.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Media(av1core::Error::Cancelled))
@@ -86,6 +94,10 @@ mod tests {
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert!(!Error::io("writing", Path::new("/x"))(denied).is_unwritable_disk());
         assert!(!Error::Config("x".into()).is_unwritable_disk());
+        let locked = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None); // SQLITE_BUSY
+        assert!(Error::db("claiming")(locked).is_busy());
+        let broken = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(11), None); // SQLITE_CORRUPT
+        assert!(!Error::db("claiming")(broken).is_busy());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 use av1core::plan::SkipReason;
 
 mod lease;
-pub use lease::{Claimed, Expired, Heartbeat, LeaseReply, WorkerInfo, WorkerRow, MAX_ATTEMPTS};
+pub use lease::{
+    Claimed, Expired, Heartbeat, JobProgress, LeaseReply, WorkerInfo, WorkerPhase, WorkerRow, MAX_ATTEMPTS,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[

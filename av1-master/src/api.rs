@@ -11,10 +11,17 @@ use std::time::Duration;
 use av1_library::queue::{
     FileOrder, Heartbeat, LeaseReply, ListQuery, Outcome, Queue, Sort, Status, WorkerInfo,
 };
-use av1core::SkipReason;
+use av1_proto::admin::{
+    Cancelling, Control, ControlDone, FadeOut, FadedOut, FilesPage, ScanQueued, Stats, WorkerStatus,
+    WorkerView, Workers,
+};
+use av1_proto::urls::{NoRoute, Route};
+use av1_proto::worker::{
+    ClaimReply, ClaimRequest, ConfigReply, EndCall, EndReply, HeartbeatReply, HeartbeatRequest, JobEnd,
+    Registered,
+};
 use serde::Deserialize;
-use serde::Serialize;
-use tiny_http::{Method, Request, Server};
+use tiny_http::{Request, Server};
 
 use crate::http::{self, Reply};
 use crate::scanner::Scanner;
@@ -40,10 +47,6 @@ pub struct State {
 mod limits {
     /// Bytes of a name (worker, host, encoder, version).
     pub const NAME: usize = 200;
-    /// Bytes of a phase word.
-    pub const PHASE: usize = 32;
-    /// Bytes of a progress object (JSON).
-    pub const PROGRESS: usize = 4096;
     /// Bytes of a message (error, detail) kept; the rest is cut.
     pub const MESSAGE: usize = 8192;
     /// Bytes of the encoder settings (JSON) recorded with a result.
@@ -70,12 +73,9 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 /// hostile clients can hold at most that lane while heartbeats, claims and the page go
 /// on being answered. `None` when the lane is full (the request was answered 503).
 fn to_bulk_lane(request: Request, bulk: &crossbeam_channel::Sender<Request>) -> Option<Request> {
-    let path = request.url().split('?').next().unwrap_or_default();
     let transfer = matches!(
-        (request.method(), by_id(path)),
-        (Method::Get, Some(("jobs", _, "source")))
-            | (Method::Put, Some(("jobs", _, "result")))
-            | (Method::Post, Some(("jobs", _, "complete")))
+        http::route(&request),
+        Ok(Route::Source(_) | Route::Upload(_) | Route::End(_, EndCall::Complete))
     );
     // tiny_http reads bodies up to 1 KiB before handing the request over, except after
     // `Expect: 100-continue`; an upgraded connection is a raw socket.
@@ -121,7 +121,7 @@ pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Send
             http::refuse(request, Reply::error(status, message));
             continue;
         }
-        let events = request.url().split('?').next() == Some("/api/v1/events");
+        let events = http::route(&request) == Ok(Route::Events);
         let Some(request) = (if events { Some(request) } else { to_bulk_lane(request, bulk) }) else {
             continue;
         };
@@ -163,26 +163,16 @@ fn serve_one(request: Request, queue: &mut Option<Queue>, state: &State) {
 fn handle(mut request: Request, queue: &mut Queue, state: &State) {
     let url = request.url().to_owned();
     let (path, query) = http::split_url(&url);
-    let method = request.method().clone();
-    if path == "/healthz" {
-        return http::send(request, Reply::text(200, "ok\n".into()));
-    }
+    let route = http::route(&request);
     // The page itself holds no data: every number comes from the API, behind the token.
-    if method == Method::Get {
-        if let Some(asset) = crate::ui::asset(path) {
-            return http::send(request, asset);
-        }
-    }
-    // Past this point the front thread has let the caller in (crate::auth::refuse).
+    // Past these the front thread has let the caller in (crate::auth::refuse).
     // Transfers stream (constant memory, no body limit but the file's own).
-    match (&method, by_id(path)) {
-        (Method::Get, Some(("jobs", id, "source"))) => {
-            return crate::transfer::source(request, queue, &state.hashes, id)
-        }
-        (Method::Get, Some(("jobs", id, "result"))) => return crate::transfer::received(request, queue, id),
-        (Method::Put, Some(("jobs", id, "result"))) => {
-            return crate::transfer::upload(request, queue, id, &query)
-        }
+    match route {
+        Ok(Route::Healthz) => return http::send(request, Reply::text(200, "ok\n".into())),
+        Ok(Route::Asset(page)) => return http::send(request, crate::ui::asset(page)),
+        Ok(Route::Source(id)) => return crate::transfer::source(request, queue, &state.hashes, id),
+        Ok(Route::ResultState(id)) => return crate::transfer::received(request, queue, id),
+        Ok(Route::Upload(id)) => return crate::transfer::upload(request, queue, id, &query),
         _ => {}
     }
     // Bodies are read (and bounded) before anything else, so an oversized one is
@@ -191,84 +181,66 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
         Ok(b) => b,
         Err(reply) => return http::send(request, reply),
     };
-    let reply = match (&method, path) {
-        (Method::Get, "/metrics") => metrics(queue, state),
-        (Method::Get, "/api/v1/stats") => stats(queue, state),
-        (Method::Get, "/api/v1/files") => files(queue, &query),
-        (Method::Post, "/api/v1/scan") => {
-            let queued = state.scanner.trigger();
-            Reply::json(202, &serde_json::json!({ "queued": queued, "scanner": state.scanner.state() }))
+    let reply = match route {
+        Ok(route) => answer(route, queue, state, &query, &body),
+        Err(NoRoute::MethodNotAllowed) => {
+            Reply::error(405, format!("{} is not allowed here", request.method()))
         }
-        (Method::Get, "/api/v1/workers") => match workers(queue, state) {
-            Ok(w) => Reply::json(200, &serde_json::json!({ "workers": w, "now": now_ms() })),
-            Err(e) => Reply::error(500, e.to_string()),
-        },
-        (Method::Post, "/api/v1/workers/register") => register(queue, state, &body),
-        (Method::Get, "/api/v1/config") => Reply::json(
-            200,
-            &serde_json::json!({ "version": state.config_version, "settings": state.policy.settings }),
-        ),
-        (Method::Post, "/api/v1/jobs/claim") => claim(queue, state, &body),
-        (_, "/metrics" | "/api/v1/stats" | "/api/v1/files" | "/api/v1/scan" | "/api/v1/workers")
-        | (_, "/api/v1/workers/register" | "/api/v1/jobs/claim") => {
-            Reply::error(405, format!("{method} is not allowed here"))
-        }
-        _ => match (method, by_id(path)) {
-            (Method::Post, Some(("jobs", id, "complete"))) => complete(queue, state, id, &body),
-            (Method::Post, Some(("jobs", id, action))) => job_call(queue, state, id, action, &body),
-            (Method::Post, Some(("files", id, "cancel"))) => match queue.request_cancel(id) {
-                Ok(true) => Reply::json(200, &serde_json::json!({ "cancelling": id })),
-                Ok(false) => {
-                    not_applicable(queue, id, "nothing to cancel: the file is neither pending nor running")
-                }
-                Err(e) => Reply::error(500, e.to_string()),
-            },
-            (Method::Post, Some(("workers", id, "fade-out"))) => fade_out(queue, id, &body),
-            (
-                Method::Post,
-                Some(("files", id, action @ ("retry" | "skip" | "reencode" | "top" | "delete"))),
-            ) => control(queue, id, action),
-            _ => Reply::error(404, format!("no such endpoint: {path}")),
-        },
+        Err(NoRoute::NotFound) => Reply::error(404, format!("no such endpoint: {path}")),
     };
     http::send(request, reply);
 }
 
-/// `GET /api/v1/stats`.
-#[derive(Debug, Serialize)]
-struct Stats {
-    total: u64,
-    pending: u64,
-    running: u64,
-    done: u64,
-    skipped: u64,
-    failed: u64,
-    cancelled: u64,
-    /// Bytes the done files saved.
-    bytes_saved: u64,
-    /// Percent of their original size.
-    percent_saved: f64,
-    /// Bytes of the library as it is now.
-    library_bytes: u64,
-    /// The library's size once every pending file is done, if they shrink like the
-    /// done ones did.
-    projected_library_bytes: u64,
-    /// Seconds until the queue is empty at the workers' combined throughput (none while
-    /// no worker encodes).
-    eta_seconds: Option<u64>,
-    skipped_by_reason: Vec<(String, u64)>,
-    scanner: crate::scanner::ScanState,
-}
-
-fn stats(queue: &Queue, state: &State) -> Reply {
-    match stats_value(queue, state) {
-        Ok(v) => Reply::json(200, &v),
-        Err(e) => Reply::error(500, e.to_string()),
+/// The reply to a request of `route` (those answered without reading a body aside).
+fn answer(route: Route, queue: &mut Queue, state: &State, query: &[(String, String)], body: &[u8]) -> Reply {
+    match route {
+        Route::Metrics => metrics(queue, state),
+        Route::Stats => stats(queue, state),
+        Route::Files => files(queue, query),
+        Route::Scan => {
+            let queued = state.scanner.trigger();
+            Reply::json(202, &ScanQueued { queued, scanner: state.scanner.state() })
+        }
+        Route::Workers => match workers(queue, state) {
+            Ok(workers) => Reply::json(200, &Workers { workers, now: now_ms() }),
+            Err(e) => http::failed(&e),
+        },
+        Route::Register => register(queue, state, body),
+        Route::Config => Reply::json(
+            200,
+            &ConfigReply { version: state.config_version.clone(), settings: state.policy.settings.clone() },
+        ),
+        Route::Claim => claim(queue, state, body),
+        Route::Heartbeat(id) => heartbeat(queue, state, id, body),
+        Route::End(id, EndCall::Complete) => complete(queue, state, id, body),
+        Route::End(id, call) => end_job(queue, id, call, body),
+        Route::Cancel(id) => match queue.request_cancel(id) {
+            Ok(true) => Reply::json(200, &Cancelling { cancelling: id }),
+            Ok(false) => {
+                not_applicable(queue, id, "nothing to cancel: the file is neither pending nor running")
+            }
+            Err(e) => http::failed(&e),
+        },
+        Route::FadeOut(id) => fade_out(queue, id, body),
+        Route::Control(id, c) => control(queue, id, c),
+        // Answered before a body is read (handle), or on their own thread (serve).
+        Route::Healthz | Route::Asset(_) | Route::Source(_) | Route::ResultState(_) | Route::Upload(_) => {
+            Reply::error(500, "answered elsewhere")
+        }
+        Route::Events => Reply::error(500, "answered elsewhere"),
     }
 }
 
-/// The statistics as JSON (also what the event stream sends).
-pub fn stats_value(queue: &Queue, state: &State) -> av1_library::Result<serde_json::Value> {
+/// `GET /api/v1/stats`.
+fn stats(queue: &Queue, state: &State) -> Reply {
+    match statistics(queue, state) {
+        Ok(v) => Reply::json(200, &v),
+        Err(e) => http::failed(&e),
+    }
+}
+
+/// The statistics (also what the event stream sends).
+pub fn statistics(queue: &Queue, state: &State) -> av1_library::Result<Stats> {
     let c = queue.counts(&state.roots)?;
     let saved = c.original_bytes.saturating_sub(c.output_bytes);
     let ratio = if c.original_bytes > 0 { c.output_bytes as f64 / c.original_bytes as f64 } else { 1.0 };
@@ -277,15 +249,12 @@ pub fn stats_value(queue: &Queue, state: &State) -> av1_library::Result<serde_js
     let rate: f64 = workers(queue, state)
         .unwrap_or_default()
         .iter()
-        .filter(|w| w["status"] == "encoding")
-        .filter_map(|w| {
-            let p = &w["progress"];
-            Some(p["size"].as_f64()? * p["fps"].as_f64()? / p["total_frames"].as_f64().filter(|t| *t > 0.0)?)
-        })
+        .filter(|w| w.status == WorkerStatus::Encoding)
+        .filter_map(|w| w.row.progress.as_ref()?.bytes_per_second())
         .sum();
     let eta = (rate > 0.0).then(|| (c.pending_bytes as f64 / rate) as u64);
     let projected = c.library_bytes.saturating_sub(c.pending_bytes) + (c.pending_bytes as f64 * ratio) as u64;
-    Ok(serde_json::to_value(Stats {
+    Ok(Stats {
         total: c.total,
         pending: c.pending,
         running: c.running,
@@ -305,7 +274,6 @@ pub fn stats_value(queue: &Queue, state: &State) -> av1_library::Result<serde_js
         skipped_by_reason: c.skipped_by_reason,
         scanner: state.scanner.state(),
     })
-    .unwrap_or_default())
 }
 
 /// `GET /api/v1/files?status=&q=&sort=name|size|status|savings|queue&order=asc|desc&page=&per_page=`.
@@ -339,9 +307,9 @@ fn files(queue: &Queue, query: &[(String, String)]) -> Reply {
     match queue.page(&q) {
         Ok(page) => Reply::json(
             200,
-            &serde_json::json!({ "total": page.total, "page": q.page, "per_page": q.per_page, "files": page.rows }),
+            &FilesPage { total: page.total, page: q.page, per_page: q.per_page, files: page.rows },
         ),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     }
 }
 
@@ -349,7 +317,7 @@ fn files(queue: &Queue, query: &[(String, String)]) -> Reply {
 fn metrics(queue: &Queue, state: &State) -> Reply {
     let c = match queue.counts(&state.roots) {
         Ok(c) => c,
-        Err(e) => return Reply::error(500, e.to_string()),
+        Err(e) => return http::failed(&e),
     };
     let mut out = String::new();
     out.push_str("# HELP av1_files Files in the queue by status.\n# TYPE av1_files gauge\n");
@@ -371,12 +339,15 @@ fn metrics(queue: &Queue, state: &State) -> Reply {
     out.push_str(&format!("av1_library_bytes {}\n", c.library_bytes));
     let ws = workers(queue, state).unwrap_or_default();
     out.push_str("# HELP av1_workers Registered workers by status.\n# TYPE av1_workers gauge\n");
-    for status in ["idle", "downloading", "encoding", "uploading", "offline"] {
-        let n = ws.iter().filter(|w| w["status"] == status).count();
-        out.push_str(&format!("av1_workers{{status=\"{status}\"}} {n}\n"));
+    for status in WorkerStatus::ALL {
+        let n = ws.iter().filter(|w| w.status == status).count();
+        out.push_str(&format!("av1_workers{{status=\"{}\"}} {n}\n", status.as_str()));
     }
-    let fps: f64 =
-        ws.iter().filter(|w| w["status"] == "encoding").filter_map(|w| w["progress"]["fps"].as_f64()).sum();
+    let fps: f64 = ws
+        .iter()
+        .filter(|w| w.status == WorkerStatus::Encoding)
+        .filter_map(|w| w.row.progress.as_ref()?.fps)
+        .sum();
     out.push_str(
         "# HELP av1_encode_fps Frames per second encoded by all workers now.\n# TYPE av1_encode_fps gauge\n",
     );
@@ -397,21 +368,11 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `/api/v1/{kind}/{id}/{action}` with a numeric id.
-pub fn by_id(path: &str) -> Option<(&str, i64, &str)> {
-    let mut parts = path.strip_prefix("/api/v1/")?.split('/');
-    let (kind, id, action) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((kind, id.parse().ok()?, action))
-}
-
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| Reply::error(400, format!("malformed JSON body: {e}")))
 }
 
-/// `POST /api/v1/workers/register` with `{"name", "host", "cores", "memory", "encoder", "version"}`.
+/// `POST /api/v1/workers/register` with a [`WorkerInfo`].
 fn register(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
     let info: WorkerInfo = match parse(body) {
         Ok(i) => i,
@@ -428,17 +389,16 @@ fn register(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
         return Reply::error(400, format!("host, encoder and version are at most {} bytes", limits::NAME));
     }
     match queue.register_worker(&info) {
-        Ok(id) => Reply::json(
+        Ok(worker_id) => Reply::json(
             200,
-            &serde_json::json!({
-                "worker_id": id,
-                "lease_timeout_seconds": state.lease_timeout.as_secs_f64(),
-                "heartbeat_seconds": heartbeat_every(state.lease_timeout).as_secs_f64(),
-                "config_version": state.config_version,
-            }),
+            &Registered {
+                worker_id,
+                lease_timeout_seconds: state.lease_timeout.as_secs_f64(),
+                heartbeat_seconds: heartbeat_every(state.lease_timeout).as_secs_f64(),
+                config_version: state.config_version.clone(),
+            },
         ),
-        Err(e @ av1_library::Error::Config(_)) => Reply::error(400, e.to_string()),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     }
 }
 
@@ -447,193 +407,150 @@ pub fn heartbeat_every(lease: Duration) -> Duration {
     (lease / 6).clamp(Duration::from_millis(200), Duration::from_secs(10))
 }
 
-#[derive(Deserialize)]
-struct ClaimBody {
-    worker_id: i64,
-    /// Files this worker cannot take now (no room for them on its disk).
-    #[serde(default)]
-    exclude: Vec<i64>,
-}
-
-/// `POST /api/v1/jobs/claim` with `{"worker_id"}`: 200 and the job with its lease, or 204.
+/// `POST /api/v1/jobs/claim` with a [`ClaimRequest`]: 200 and the job with its lease, or 204.
 fn claim(queue: &mut Queue, state: &State, body: &[u8]) -> Reply {
-    let c: ClaimBody = match parse(body) {
+    let c: ClaimRequest = match parse(body) {
         Ok(c) => c,
         Err(r) => return r,
     };
     match queue.worker_exists(c.worker_id) {
         Ok(true) => {}
         Ok(false) => return Reply::error(404, format!("no worker {}: register again", c.worker_id)),
-        Err(e) => return Reply::error(500, e.to_string()),
+        Err(e) => return http::failed(&e),
     }
     match queue.claim_for(c.worker_id, state.order, state.lease_timeout, &c.exclude) {
         Ok(Some(claimed)) => {
             av1_library::pause_point(av1_library::Pause::MasterClaimed);
-            let mut v = serde_json::to_value(&claimed).unwrap_or_default();
-            v["config_version"] = serde_json::json!(state.config_version);
-            Reply::json(200, &v)
+            Reply::json(200, &ClaimReply { claimed, config_version: state.config_version.clone() })
         }
         Ok(None) => Reply { status: 204, body: Vec::new(), content_type: "application/json" },
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     }
 }
 
-#[derive(Deserialize)]
-struct JobBody {
-    lease: String,
-    #[serde(default)]
-    phase: String,
-    #[serde(default)]
-    progress: serde_json::Value,
-    #[serde(default)]
-    error: String,
-    #[serde(default)]
-    reason: Option<SkipReason>,
-    #[serde(default)]
-    detail: String,
+fn stale() -> Reply {
+    Reply::error(409, "not the current lease of this job: drop it")
 }
 
-/// What a worker can make the master store is bounded: a phase is a short word, the
-/// progress a small object, messages are cut (they are for people).
-fn bound_job_body(b: &mut JobBody) -> Result<(), String> {
-    if b.phase.len() > limits::PHASE
-        || !b.phase.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    {
-        return Err(format!("a phase is a word of at most {} letters", limits::PHASE));
-    }
-    if !(b.progress.is_object() || b.progress.is_null()) || b.progress.to_string().len() > limits::PROGRESS {
-        return Err(format!("progress is a JSON object of at most {} bytes", limits::PROGRESS));
-    }
-    limits::cut(&mut b.error, limits::MESSAGE);
-    limits::cut(&mut b.detail, limits::MESSAGE);
-    Ok(())
-}
-
-/// `POST /api/v1/jobs/{id}/heartbeat|fail|skip|cancelled` with `{"lease", ...}`; 409 for a
-/// lease that is not the job's current one (nothing changes).
-fn job_call(queue: &mut Queue, state: &State, id: i64, action: &str, body: &[u8]) -> Reply {
-    let mut b: JobBody = match parse(body) {
+/// `POST /api/v1/jobs/{id}/heartbeat` with a [`HeartbeatRequest`]; 409 for a lease that
+/// is not the job's current one (nothing changes).
+fn heartbeat(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
+    let b: HeartbeatRequest = match parse(body) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Err(why) = bound_job_body(&mut b) {
-        return Reply::error(400, why);
+    let beat = Heartbeat { phase: b.phase, progress: b.progress };
+    match queue.heartbeat(id, &b.lease, state.lease_timeout, &beat) {
+        Ok(LeaseReply::Renewed { cancel, expires }) => Reply::json(
+            200,
+            &HeartbeatReply { cancel, expires, config_version: state.config_version.clone() },
+        ),
+        Ok(LeaseReply::Stale) => stale(),
+        Err(e) => http::failed(&e),
     }
-    let stale = || Reply::error(409, "not the current lease of this job: drop it");
-    let outcome = match action {
-        "heartbeat" => {
-            let beat = Heartbeat { phase: b.phase, progress: b.progress };
-            return match queue.heartbeat(id, &b.lease, state.lease_timeout, &beat) {
-                Ok(LeaseReply::Renewed { cancel, expires }) => Reply::json(
-                    200,
-                    &serde_json::json!({ "cancel": cancel, "expires": expires, "config_version": state.config_version }),
-                ),
-                Ok(LeaseReply::Stale) => stale(),
-                Err(e) => Reply::error(500, e.to_string()),
-            };
-        }
-        "fail" if !b.error.is_empty() => Outcome::Failed { error: b.error },
-        "fail" => return Reply::error(400, "a failure needs its error"),
-        "skip" => match b.reason {
-            Some(reason) => Outcome::Skipped { reason, detail: b.detail },
-            None => return Reply::error(400, "a skip needs its reason"),
-        },
-        "cancelled" => Outcome::Cancelled { detail: "cancelled on request".into() },
-        // The worker cannot do this job (its mount, its disk): back to the queue.
-        "release" => Outcome::Requeued {
-            detail: if b.detail.is_empty() { "given back by its worker".into() } else { b.detail },
-        },
-        _ => return Reply::error(404, format!("no such job call: {action}")),
+}
+
+/// `POST /api/v1/jobs/{id}/fail|skip|cancelled|release` ([`JobEnd`]); 409 for a lease
+/// that is not the job's current one (nothing changes). What a worker makes the master
+/// store is bounded: messages are cut (they are for people).
+fn end_job(queue: &mut Queue, id: i64, call: EndCall, body: &[u8]) -> Reply {
+    let (lease, end) = match JobEnd::from_body(call, body) {
+        Ok(e) => e,
+        Err(why) => return Reply::error(400, why),
     };
-    match queue.finish_leased(id, &b.lease, &outcome) {
+    let cut = |mut s: String| {
+        limits::cut(&mut s, limits::MESSAGE);
+        s
+    };
+    let outcome = match end {
+        JobEnd::Fail { error } => Outcome::Failed { error: cut(error) },
+        JobEnd::Skip { reason, detail } => Outcome::Skipped { reason, detail: cut(detail) },
+        JobEnd::Cancelled => Outcome::Cancelled { detail: "cancelled on request".into() },
+        // The worker cannot do this job (its mount, its disk): back to the queue.
+        JobEnd::Release { detail } => Outcome::Requeued {
+            detail: if detail.is_empty() { "given back by its worker".into() } else { cut(detail) },
+        },
+        JobEnd::Complete(_) => return Reply::error(500, "a result is checked by complete"),
+    };
+    match queue.finish_leased(id, &lease, &outcome) {
         Ok(true) => {
             // A partial upload (or a result beside the original) under this lease is
             // nobody's now.
             if let Ok(Some(path)) = queue.file_path(id) {
-                av1_library::names::remove_lease_files(&path, &b.lease);
+                av1_library::names::remove_lease_files(&path, &lease);
             }
             // Not the file's fault: a give-back does not use up one of its attempts.
-            if action == "release" {
+            if call == EndCall::Release {
                 if let Err(e) = queue.forgive_attempt(id) {
                     tracing::warn!(file = id, "{e}");
                 }
             }
-            Reply::json(200, &serde_json::json!({ "status": outcome.status() }))
+            Reply::json(200, &EndReply { status: outcome.status(), outcome: None })
         }
         Ok(false) => stale(),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     }
 }
 
-#[derive(Deserialize)]
-struct FadeBody {
-    fade_out: bool,
-}
-
-/// `POST /api/v1/workers/{id}/fade-out` with `{"fade_out": true|false}`.
+/// `POST /api/v1/workers/{id}/fade-out` with a [`FadeOut`].
 fn fade_out(queue: &mut Queue, id: i64, body: &[u8]) -> Reply {
-    let f: FadeBody = match parse(body) {
+    let f: FadeOut = match parse(body) {
         Ok(f) => f,
         Err(r) => return r,
     };
     match queue.set_fade_out(id, f.fade_out) {
-        Ok(true) => Reply::json(200, &serde_json::json!({ "worker_id": id, "fade_out": f.fade_out })),
+        Ok(true) => Reply::json(200, &FadedOut { worker_id: id, fade_out: f.fade_out }),
         Ok(false) => Reply::error(404, format!("no worker {id}")),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     }
 }
 
-#[derive(Deserialize)]
-struct CompleteBody {
-    lease: String,
-    #[serde(flatten)]
-    result: av1_library::deliver::Delivered,
-}
-
-/// `POST /api/v1/jobs/{id}/complete` with `{"lease", "size", "blake3", "frames", "encoder",
-/// "fps", "elapsed"}`: the master checks the result the worker wrote beside the original
-/// (shared storage) and replaces the original; 409 for a stale lease.
+/// `POST /api/v1/jobs/{id}/complete` with the lease and a
+/// [`Delivered`](av1_library::deliver::Delivered): the master checks the result the
+/// worker wrote beside the original (shared storage) or uploaded, and replaces the
+/// original; 409 for a stale lease.
 fn complete(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
-    let c: CompleteBody = match parse(body) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let (lease, result) = match JobEnd::from_body(EndCall::Complete, body) {
+        Ok((lease, JobEnd::Complete(result))) => (lease, result),
+        Ok(_) => return Reply::error(500, "not a result"),
+        Err(why) => return Reply::error(400, why),
     };
-    let r = &c.result;
-    if r.blake3.len() != 64 || !r.blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if result.blake3.len() != 64 || !result.blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Reply::error(400, "blake3 is 64 hexadecimal digits");
     }
-    if r.encoder.len() > limits::NAME
-        || r.settings.as_ref().is_some_and(|s| s.to_string().len() > limits::SETTINGS)
+    if result.encoder.len() > limits::NAME
+        || result.settings.as_ref().is_some_and(|s| s.to_string().len() > limits::SETTINGS)
     {
         return Reply::error(400, "encoder or settings too long");
     }
-    match av1_library::deliver::accept(queue, id, &c.lease, &c.result, &state.policy) {
+    match av1_library::deliver::accept(queue, id, &lease, &result, &state.policy) {
         Ok(Some(outcome)) => {
             tracing::info!(file = id, "result: {outcome:?}");
-            Reply::json(200, &serde_json::json!({ "status": outcome.status(), "outcome": outcome }))
+            Reply::json(200, &EndReply { status: outcome.status(), outcome: Some(outcome) })
         }
-        Ok(None) => Reply::error(409, "not the current lease of this job: drop it"),
-        Err(e) => Reply::error(500, e.to_string()),
+        Ok(None) => stale(),
+        Err(e) => http::failed(&e),
     }
 }
 
 /// `POST /api/v1/files/{id}/retry|skip|reencode|top|delete`: 200, or 409 when the file's
 /// state does not allow it (a running file is changed only through its job).
-fn control(queue: &mut Queue, id: i64, action: &str) -> Reply {
-    let done = match action {
-        "retry" => queue.retry(id),
-        "skip" => queue.set_status(id, Status::Skipped, Some("skipped by hand")),
-        "reencode" => queue.reencode(id),
-        "top" => queue.push_to_top(id),
-        "delete" => queue.remove(id),
-        _ => return Reply::error(404, format!("no such control: {action}")),
+fn control(queue: &mut Queue, id: i64, c: Control) -> Reply {
+    let done = match c {
+        Control::Retry => queue.retry(id),
+        Control::Skip => queue.set_status(id, Status::Skipped, Some("skipped by hand")),
+        Control::Reencode => queue.reencode(id),
+        Control::Top => queue.push_to_top(id),
+        Control::Delete => queue.remove(id),
     };
     match done {
-        Ok(true) => Reply::json(200, &serde_json::json!({ "file_id": id, "done": action })),
-        Ok(false) => {
-            not_applicable(queue, id, &format!("{action} does not apply to file {id} in its current state"))
-        }
-        Err(e) => Reply::error(500, e.to_string()),
+        Ok(true) => Reply::json(200, &ControlDone { file_id: id, done: c }),
+        Ok(false) => not_applicable(
+            queue,
+            id,
+            &format!("{} does not apply to file {id} in its current state", c.as_str()),
+        ),
+        Err(e) => http::failed(&e),
     }
 }
 
@@ -642,27 +559,25 @@ fn not_applicable(queue: &Queue, id: i64, why: &str) -> Reply {
     match queue.file_path(id) {
         Ok(None) => Reply::error(404, format!("no file {id}")),
         Ok(Some(_)) => Reply::error(409, why),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     }
 }
 
 /// The workers with a `status`: offline when not heard from for longer than a lease,
 /// else what they said they do (idle, downloading, encoding, uploading).
-pub fn workers(queue: &Queue, state: &State) -> av1_library::Result<Vec<serde_json::Value>> {
+pub fn workers(queue: &Queue, state: &State) -> av1_library::Result<Vec<WorkerView>> {
     let now = now_ms();
     Ok(queue
         .workers()?
         .into_iter()
-        .map(|w| {
-            let offline = now - w.last_seen > state.lease_timeout.as_millis() as i64;
-            let status = if offline { "offline".to_owned() } else { w.phase.clone() };
-            let mut v = serde_json::to_value(&w).unwrap_or_default();
-            v["status"] = serde_json::json!(status);
-            if let Some(path) = w.file_id.and_then(|id| queue.file_path(id).ok().flatten()) {
-                v["file_name"] =
-                    serde_json::json!(path.file_name().map(|n| n.to_string_lossy().into_owned()));
-            }
-            v
+        .map(|row| {
+            let offline = now - row.last_seen > state.lease_timeout.as_millis() as i64;
+            let status = if offline { WorkerStatus::Offline } else { row.phase.into() };
+            let file_name = row
+                .file_id
+                .and_then(|id| queue.file_path(id).ok().flatten())
+                .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+            WorkerView { row, status, file_name }
         })
         .collect())
 }

@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use av1_proto::urls::Access;
 use tiny_http::{Method, Request};
 
 /// What a caller may do.
@@ -92,25 +93,13 @@ impl Tokens {
 }
 
 /// What `method path` asks of its caller.
+/// (The routes and who may call them are written once, in [`av1_proto::urls`].)
 pub fn need(method: &Method, path: &str) -> Need {
-    let read = matches!(method, Method::Get | Method::Head);
-    if path == "/healthz" || (read && crate::ui::asset(path).is_some()) {
-        return Need::Nobody;
+    match av1_proto::urls::access(crate::http::method(method), path) {
+        Access::Anyone => Need::Nobody,
+        Access::Worker => Need::Role(Role::Worker),
+        Access::Admin => Need::Role(Role::Admin),
     }
-    let worker = match (method, path) {
-        (Method::Post, "/api/v1/workers/register" | "/api/v1/jobs/claim") => true,
-        (Method::Get, "/api/v1/config") => true,
-        _ => matches!(
-            (method, crate::api::by_id(path)),
-            (Method::Get, Some(("jobs", _, "source" | "result")))
-                | (Method::Put, Some(("jobs", _, "result")))
-                | (
-                    Method::Post,
-                    Some(("jobs", _, "heartbeat" | "complete" | "fail" | "skip" | "cancelled" | "release"))
-                )
-        ),
-    };
-    Need::Role(if worker { Role::Worker } else { Role::Admin })
 }
 
 /// The host names (besides IP addresses and `localhost`) the master answers to.

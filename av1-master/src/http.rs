@@ -9,6 +9,30 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tiny_http::{Header, Request, Response, Server};
 
+/// The route of a request (its path without the query string).
+pub fn route(request: &Request) -> Result<av1_proto::urls::Route, av1_proto::urls::NoRoute> {
+    let path = request.url().split('?').next().unwrap_or_default();
+    av1_proto::urls::Route::parse(method(request.method()), path)
+}
+
+/// The protocol's name of a method.
+pub fn method(m: &tiny_http::Method) -> av1_proto::urls::Method {
+    use av1_proto::urls::Method as M;
+    match m {
+        tiny_http::Method::Get => M::Get,
+        tiny_http::Method::Head => M::Head,
+        tiny_http::Method::Post => M::Post,
+        tiny_http::Method::Put => M::Put,
+        _ => M::Other,
+    }
+}
+
+/// The reply to an error of the library, with the status of its kind
+/// ([`av1_proto::ErrorKind::of`]).
+pub fn failed(e: &av1_library::Error) -> Reply {
+    Reply::error(av1_proto::ErrorKind::of(e).status(), av1_library::error::chain(e))
+}
+
 /// Largest request body accepted for JSON calls (uploads stream through `transfer`).
 pub const MAX_BODY: u64 = 1 << 20;
 
@@ -94,7 +118,7 @@ impl Reply {
     }
 
     pub fn error(status: u16, message: impl Into<String>) -> Reply {
-        Reply::json(status, &serde_json::json!({ "error": message.into() }))
+        Reply::json(status, &av1_proto::ErrorReply { error: message.into() })
     }
 
     pub fn text(status: u16, body: String) -> Reply {

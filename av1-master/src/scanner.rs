@@ -7,18 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use av1_library::{names, queue::Queue, scan};
 use crossbeam_channel::{bounded, Sender, TrySendError};
-use serde::Serialize;
 
-/// What the scanner is doing and what its last scan found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ScanState {
-    pub running: bool,
-    pub scans: u64,
-    pub last: Option<scan::ScanReport>,
-    pub last_error: Option<String>,
-    /// Unix seconds.
-    pub last_finished: Option<u64>,
-}
+pub use av1_proto::admin::ScanState;
 
 pub struct Scanner {
     trigger: Sender<()>,

@@ -163,7 +163,7 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
             let n = os::open_beneath(&job.root, &staged)
                 .and_then(|f| os::require_regular(&f))
                 .map_or(0, |m| m.len());
-            Reply::json(200, &serde_json::json!({ "received": n }))
+            Reply::json(200, &av1_proto::worker::Received { received: n })
         }
         Ok(None) => Reply::error(409, "not the current lease of this job"),
         Err(e) => Reply::error(500, e.to_string()),
@@ -299,7 +299,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
             let _ = std::fs::remove_file(&staged);
             return Err(Reply::error(409, "the lease ran out during the upload"));
         }
-        Ok(Reply::json(200, &serde_json::json!({ "received": total })))
+        Ok(Reply::json(200, &av1_proto::worker::Received { received: total }))
     })()
     .unwrap_or_else(|r| r);
     http::send(request, reply);

@@ -16,14 +16,14 @@ const APP_JS: &str = include_str!("../ui/app.js");
 const APP_CSS: &str = include_str!("../ui/app.css");
 
 /// `/`, `/app.js`, `/app.css`.
-pub fn asset(path: &str) -> Option<Reply> {
+pub fn asset(path: &str) -> Reply {
     let (body, content_type) = match path {
-        "/" | "/index.html" => (INDEX, "text/html; charset=utf-8"),
         "/app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "/app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        _ => return None,
+        // `/`, `/index.html` (av1_proto::urls::Route::Asset)
+        _ => (INDEX, "text/html; charset=utf-8"),
     };
-    Some(Reply { status: 200, body: body.as_bytes().to_vec(), content_type })
+    Reply { status: 200, body: body.as_bytes().to_vec(), content_type }
 }
 
 /// Event streams open at once: each holds an HTTP thread.
@@ -95,13 +95,12 @@ impl Read for Stream<'_> {
             if self.sent_at.is_some() {
                 std::thread::sleep(TICK);
             }
-            let stats = crate::api::stats_value(&self.queue, self.state).map_err(std::io::Error::other)?;
+            let stats = crate::api::statistics(&self.queue, self.state).map_err(std::io::Error::other)?;
             let workers = crate::api::workers(&self.queue, self.state).map_err(std::io::Error::other)?;
             let revision = self.queue.revision().map_err(std::io::Error::other)?;
             let files_changed = revision != self.revision;
-            let body =
-                serde_json::json!({ "stats": stats, "workers": workers, "files_changed": files_changed })
-                    .to_string();
+            let event = av1_proto::admin::Event { stats, workers, files_changed };
+            let body = serde_json::to_string(&event).map_err(std::io::Error::other)?;
             let due = self.sent_at.is_none_or(|t| t.elapsed() >= EVERY);
             if files_changed || body != self.last || due {
                 self.pending = format!("data: {body}\n\n").into_bytes();

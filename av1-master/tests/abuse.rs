@@ -212,7 +212,13 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     let (id1, lease1) = (c1["job"]["file_id"].as_i64().unwrap(), c1["lease"].as_str().unwrap().to_owned());
     let (id2, lease2) = (c2["job"]["file_id"].as_i64().unwrap(), c2["lease"].as_str().unwrap().to_owned());
     let beat = |id: i64, lease: &str| {
-        call(&url, "POST", &format!("/api/v1/jobs/{id}/heartbeat"), Some(json!({ "lease": lease }))).0
+        call(
+            &url,
+            "POST",
+            &format!("/api/v1/jobs/{id}/heartbeat"),
+            Some(json!({ "lease": lease, "phase": "encoding" })),
+        )
+        .0
     };
     t.expect("stale, foreign or replayed lease", beat(id1, &lease2), 409, "foreign lease");
     t.expect(

@@ -270,7 +270,7 @@ fn leases_over_http_only_the_current_one_counts() {
     assert_eq!(status, 409, "a foreign lease changes nothing");
     let (_, workers) = get(&m, "/api/v1/workers");
     assert_eq!(workers["workers"][0]["phase"], "encoding");
-    assert_eq!(workers["workers"][0]["progress"]["percent"], 40);
+    assert_eq!(workers["workers"][0]["progress"]["percent"], 40.0);
     assert_eq!(workers["workers"][0]["file_id"], id);
     assert_eq!(post(&m, "/api/v1/jobs/abc/heartbeat", serde_json::json!({"lease": lease})).0, 404);
     assert_eq!(post(&m, "/api/v1/jobs/claim", serde_json::json!({"worker": "nope"})).0, 400);

@@ -84,7 +84,7 @@ fn two_workers_finish_a_library_and_a_killed_worker_loses_nothing() {
     };
     let asked = Instant::now();
     call(&url, "POST", &format!("/api/v1/files/{id}/cancel"), None);
-    b.wait_for("cancelled: \"cancelled\"");
+    b.wait_for("cancelled: cancelled");
     assert!(
         asked.elapsed() < Duration::from_secs(3),
         "the encoder stopped {:?} after the cancel",

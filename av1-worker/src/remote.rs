@@ -16,11 +16,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use av1_library::deliver::Delivered;
 use av1_library::job::JobSettings;
 use av1_library::names;
 use av1_library::queue::Claimed;
-use av1core::{Decision, Progress};
-use serde_json::json;
+use av1_proto::urls;
+use av1_proto::worker::{
+    ClaimReply, ClaimRequest, ConfigReply, EndCall, EndReply, HeartbeatReply, HeartbeatRequest, JobEnd,
+    JobProgress, Received, Registered, WorkerInfo, WorkerPhase,
+};
+use av1_proto::ErrorKind;
+use av1core::{Decision, Progress, SkipReason};
+use serde::de::DeserializeOwned;
 use ureq::tls::TlsConfig;
 
 use crate::tls::{self, Trust};
@@ -118,20 +125,31 @@ struct Master {
     agent: ureq::Agent,
 }
 
-/// A reply: status and JSON (null when empty).
-type Answer = (u16, serde_json::Value);
+/// A reply: its status and body, read as the type the caller expects
+/// ([`Answer::read`]) or shown as it came ([`Answer::text`], for logs).
+struct Answer {
+    status: u16,
+    text: String,
+}
+
+impl Answer {
+    fn read<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
+        serde_json::from_str(&self.text)
+            .with_context(|| format!("an answer the worker cannot read: {}", self.text))
+    }
+}
 
 impl Master {
-    fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Answer> {
+    fn post(&self, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Answer> {
         let mut req =
             self.agent.post(format!("{}{path}", self.base)).header("Content-Type", "application/json");
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
-        let mut resp = req.send(body.to_string().as_bytes()).with_context(|| format!("POST {path}"))?;
+        let body = serde_json::to_vec(body)?;
+        let mut resp = req.send(&body[..]).with_context(|| format!("POST {path}"))?;
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+        Ok(Answer { status, text: resp.body_mut().read_to_string().unwrap_or_default() })
     }
 }
 
@@ -168,13 +186,14 @@ pub fn run(
     };
     let host = hostname();
     let name = args.name.clone().unwrap_or_else(|| host.clone());
-    let info = json!({
-        "name": name, "host": host,
-        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "memory": memory_bytes(),
-        "encoder": format!("SVT-AV1 {}", av1core::encode::svt::version()),
-        "version": env!("CARGO_PKG_VERSION"),
-    });
+    let info = WorkerInfo {
+        name: name.clone(),
+        host,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()).try_into().ok(),
+        memory: memory_bytes(),
+        encoder: Some(format!("SVT-AV1 {}", av1core::encode::svt::version())),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+    };
 
     let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&name));
     std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
@@ -190,17 +209,18 @@ pub fn run(
     while !drain.load(Ordering::SeqCst) {
         let (worker, beat_every) = match registered {
             Some(r) => r,
-            None => match master.post("/api/v1/workers/register", info.clone()) {
-                Ok((200, r)) => {
-                    let id = r["worker_id"].as_i64().context("no worker_id in the answer")?;
-                    let every = Duration::from_secs_f64(r["heartbeat_seconds"].as_f64().unwrap_or(10.0));
-                    tracing::info!("registered with {} as {name} (worker {id})", master.base);
+            None => match master.post(urls::REGISTER, &info) {
+                Ok(a) if a.status == 200 => {
+                    let r: Registered = a.read()?;
+                    let every =
+                        Duration::try_from_secs_f64(r.heartbeat_seconds).unwrap_or(Duration::from_secs(10));
+                    tracing::info!("registered with {} as {name} (worker {})", master.base, r.worker_id);
                     backoff.reset();
-                    *registered.insert((id, every))
+                    *registered.insert((r.worker_id, every))
                 }
-                Ok((401, _)) => bail!("the master refused our token (401): set AV1_TOKEN"),
-                Ok((status, r)) => {
-                    tracing::warn!("registering: {status} {r}");
+                Ok(a) if a.status == 401 => bail!("the master refused our token (401): set AV1_TOKEN"),
+                Ok(a) => {
+                    tracing::warn!("registering: {} {}", a.status, a.text);
                     backoff.wait(&drain);
                     continue;
                 }
@@ -214,17 +234,15 @@ pub fn run(
         // Files this worker had no room for are left to others (or to later) for a while.
         no_room.retain(|_, since| since.elapsed() < NO_ROOM_PAUSE);
         let exclude: Vec<i64> = no_room.keys().copied().collect();
-        let claim = json!({ "worker_id": worker, "exclude": exclude });
-        let (claimed, claimed_raw) = match master.post("/api/v1/jobs/claim", claim) {
-            Ok((200, c)) => {
-                (serde_json::from_value::<Claimed>(c.clone()).context("a claim the worker cannot read")?, c)
-            }
-            Ok((204, _)) => {
+        let claim = ClaimRequest { worker_id: worker, exclude };
+        let ClaimReply { claimed, config_version: claimed_version } = match master.post(urls::CLAIM, &claim) {
+            Ok(a) if a.status == 200 => a.read()?,
+            Ok(a) if a.status == 204 => {
                 sleep_unless(&drain, Duration::from_secs_f64(args.poll.max(0.1)));
                 continue;
             }
-            Ok((status, r)) => {
-                tracing::warn!("claiming: {status} {r}");
+            Ok(a) => {
+                tracing::warn!("claiming: {} {}", a.status, a.text);
                 registered = None;
                 backoff.wait(&drain);
                 continue;
@@ -236,7 +254,7 @@ pub fn run(
             }
         };
         backoff.reset();
-        if claimed_version(&claimed_raw) != config_version {
+        if claimed_version != config_version {
             match fetch_config(&master, threads) {
                 Ok((version, s)) => {
                     tracing::info!(
@@ -314,13 +332,9 @@ fn full_disk(e: &anyhow::Error) -> bool {
     })
 }
 
-fn claimed_version(claim: &serde_json::Value) -> String {
-    claim["config_version"].as_str().unwrap_or_default().to_owned()
-}
-
 /// The master's encoder settings and tables (`threads` stays this machine's).
 fn fetch_config(master: &Master, threads: u32) -> anyhow::Result<(String, av1core::Settings)> {
-    let mut req = master.agent.get(format!("{}/api/v1/config", master.base));
+    let mut req = master.agent.get(format!("{}{}", master.base, urls::CONFIG));
     if let Some(t) = &master.token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
@@ -328,11 +342,10 @@ fn fetch_config(master: &Master, threads: u32) -> anyhow::Result<(String, av1cor
     if resp.status().as_u16() != 200 {
         bail!("GET /api/v1/config answered {}", resp.status());
     }
-    let v: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
-    let mut settings: av1core::Settings = serde_json::from_value(v["settings"].clone())?;
+    let ConfigReply { version, mut settings } = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
     settings.threads = threads;
     settings.validate()?;
-    Ok((v["version"].as_str().unwrap_or_default().to_owned(), settings))
+    Ok((version, settings))
 }
 
 /// One job, from claim to the call that ends it.
@@ -349,10 +362,8 @@ fn work(
     let lease = c.lease.as_str();
     tracing::info!(file = id, "job: {:?} (attempt {})", c.job.path, c.job.attempts);
     av1_library::pause_point(av1_library::Pause::WorkerClaimed);
-    let end = |call: &str, body: serde_json::Value| {
-        let mut body = body;
-        body["lease"] = json!(lease);
-        deliver(master, state_dir, &Delivery { file_id: id, call: call.to_owned(), body })
+    let end = |end: JobEnd| {
+        deliver(master, state_dir, &Delivery { file_id: id, call: end.call(), body: end.body(lease) })
     };
     // The file through this worker's own mount: only where PATH_MAP allows.
     let seen = match map_path(&c.job.path, maps) {
@@ -382,12 +393,11 @@ fn work(
             c.job.path
         );
         let why = "a worker could not read the file through its mount (see its log); given back";
-        end("release", json!({ "detail": why }));
+        end(JobEnd::Release { detail: why.into() });
         std::thread::sleep(Duration::from_secs(30));
         return Worked::Ended;
     }
-    let phase: Arc<Mutex<&'static str>> =
-        Arc::new(Mutex::new(if shared { "encoding" } else { "downloading" }));
+    let phase = Arc::new(Mutex::new(if shared { WorkerPhase::Encoding } else { WorkerPhase::Downloading }));
 
     // The heartbeat thread: renews the lease, reports progress, hears cancels.
     let progress: Arc<Mutex<Option<Progress>>> = Arc::default();
@@ -415,25 +425,19 @@ fn work(
             };
             while !finished.load(Ordering::SeqCst) {
                 let p = progress.lock().ok().and_then(|p| p.clone());
-                let now = phase.lock().map(|p| *p).unwrap_or("encoding");
+                let now = phase.lock().map(|p| *p).unwrap_or(WorkerPhase::Encoding);
                 let (cpu, rss) = usage.sample();
-                let body = json!({
-                    "lease": lease,
-                    "phase": now,
-                    "progress": {
-                        "percent": p.as_ref().map(|p| p.percent), "fps": p.as_ref().map(|p| p.fps),
-                        "frames": p.as_ref().map(|p| p.frames), "total_frames": p.as_ref().map(|p| p.total_frames),
-                        "eta_seconds": p.as_ref().and_then(|p| p.eta.map(|d| d.as_secs())),
-                        "projected_size": p.as_ref().and_then(|p| p.projected_size),
-                        "size": size, "cpu_percent": cpu, "memory_bytes": rss,
-                    },
-                });
-                match m.post(&format!("/api/v1/jobs/{id}/heartbeat"), body) {
-                    Ok((200, r)) if r["cancel"] == true => {
+                let beat = HeartbeatRequest {
+                    lease: lease.clone(),
+                    phase: now,
+                    progress: reported(p.as_ref(), size, cpu, rss),
+                };
+                match m.post(&urls::heartbeat(id), &beat) {
+                    Ok(a) if a.status == 200 && a.read::<HeartbeatReply>().is_ok_and(|r| r.cancel) => {
                         cancelled.store(true, Ordering::SeqCst);
                         stop.store(true, Ordering::SeqCst);
                     }
-                    Ok((409, _)) => {
+                    Ok(a) if a.status == 409 => {
                         stale.store(true, Ordering::SeqCst);
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -494,13 +498,13 @@ fn work(
             if !shared {
                 av1_library::pause_point(av1_library::Pause::WorkerDownloaded);
             }
-            set_phase(&phase, "encoding");
+            set_phase(&phase, WorkerPhase::Encoding);
             encode(&input, &staged, c, settings, &rules, &progress, &stop)
         }
         Err(not_started) => not_started,
     };
     if let (false, Encoded::Result(_)) = (shared, &outcome) {
-        set_phase(&phase, "uploading");
+        set_phase(&phase, WorkerPhase::Uploading);
         if let Err(e) = upload(master, id, lease, &staged, &stale) {
             outcome = if full_disk(&e) {
                 Encoded::NoRoom(format!("uploading the result: {e:#}"))
@@ -527,34 +531,34 @@ fn work(
         _ => Worked::Ended,
     };
     match outcome {
-        Encoded::Result(body) => {
+        Encoded::Result(result) => {
             // Not taken (lease gone, refused): the result beside the original is ours to remove.
-            if end("complete", body) != 200 {
+            if end(JobEnd::Complete(result)) != 200 {
                 let _ = std::fs::remove_file(&staged);
             }
         }
-        Encoded::Skip(body) => {
-            end("skip", body);
+        Encoded::Skip { reason, detail } => {
+            end(JobEnd::Skip { reason, detail });
         }
         Encoded::Failed(error) => {
             // Named as the library knows the file, not as this worker's download.
             let error = error.replace(&input.display().to_string(), &c.job.path.display().to_string());
-            end("fail", json!({ "error": error }));
+            end(JobEnd::Fail { error });
         }
         Encoded::GiveBack(why) => {
             tracing::warn!(file = id, "{why}; given back");
-            end("release", json!({ "detail": why }));
+            end(JobEnd::Release { detail: why });
         }
         Encoded::NoRoom(why) => {
             let why = format!("no room on {}: {why}", hostname());
             tracing::warn!(file = id, "{why}; given back, left to others for {} s", NO_ROOM_PAUSE.as_secs());
-            end("release", json!({ "detail": why }));
+            end(JobEnd::Release { detail: why });
         }
         Encoded::Stopped if cancelled.load(Ordering::SeqCst) => {
-            end("cancelled", json!({}));
+            end(JobEnd::Cancelled);
         }
         Encoded::Stopped => {
-            end("fail", json!({ "error": "stopped" }));
+            end(JobEnd::Fail { error: "stopped".into() });
         }
     }
     finished.store(true, Ordering::SeqCst);
@@ -562,10 +566,19 @@ fn work(
     worked
 }
 
-/// A 4xx answer that retrying cannot change (all but 408 timeout, 409 conflict — handled
-/// by the callers — and 429 too many requests).
-fn final_refusal(status: u16) -> bool {
-    (400..500).contains(&status) && !matches!(status, 408 | 409 | 429)
+/// The progress record of a heartbeat.
+fn reported(p: Option<&Progress>, size: u64, cpu: Option<f64>, rss: Option<u64>) -> JobProgress {
+    JobProgress {
+        percent: p.map(|p| p.percent),
+        fps: p.map(|p| p.fps),
+        frames: p.map(|p| p.frames),
+        total_frames: p.map(|p| p.total_frames),
+        eta_seconds: p.and_then(|p| p.eta.map(|d| d.as_secs())),
+        projected_size: p.and_then(|p| p.projected_size),
+        size: Some(size),
+        cpu_percent: cpu,
+        memory_bytes: rss,
+    }
 }
 
 /// The call that ends a job, kept on disk until the master has answered it, so a worker
@@ -573,9 +586,8 @@ fn final_refusal(status: u16) -> bool {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Delivery {
     file_id: i64,
-    /// complete | skip | fail | cancelled
-    call: String,
-    /// Includes the lease.
+    call: EndCall,
+    /// [`JobEnd::body`]: the ending and the lease.
     body: serde_json::Value,
 }
 
@@ -597,21 +609,30 @@ fn deliver(master: &Master, state_dir: &Path, d: &Delivery) -> u16 {
     av1_library::pause_point(av1_library::Pause::WorkerDelivering);
     let mut wait = 1u64;
     let answer = loop {
-        match master.post(&format!("/api/v1/jobs/{id}/{}", d.call), d.body.clone()) {
-            Ok((200, r)) => {
-                tracing::info!(file = id, "{}: {}", d.call, r["status"]);
+        let call = d.call.as_str();
+        match master.post(&urls::end(id, d.call), &d.body) {
+            Ok(a) if a.status == 200 => {
+                match a.read::<EndReply>() {
+                    Ok(r) => tracing::info!(file = id, "{call}: {}", r.status.as_str()),
+                    Err(e) => tracing::warn!(file = id, "{call}: {e:#}"),
+                }
                 break 200;
             }
-            Ok((409, _)) => {
-                tracing::warn!(file = id, "{}: the lease is no longer ours", d.call);
+            Ok(a) if a.status == 409 => {
+                tracing::warn!(file = id, "{call}: the lease is no longer ours");
                 break 409;
             }
-            Ok((status, r)) if final_refusal(status) => {
-                tracing::error!(file = id, "{}: the master refused it ({status} {r}); dropped", d.call);
-                break status;
+            Ok(a) if ErrorKind::is_final(a.status) => {
+                tracing::error!(
+                    file = id,
+                    "{call}: the master refused it ({} {}); dropped",
+                    a.status,
+                    a.text
+                );
+                break a.status;
             }
-            Ok((status, r)) => tracing::warn!(file = id, "{}: {status} {r}; retrying", d.call),
-            Err(e) => tracing::warn!(file = id, "{}: {e:#}; retrying", d.call),
+            Ok(a) => tracing::warn!(file = id, "{call}: {} {}; retrying", a.status, a.text),
+            Err(e) => tracing::warn!(file = id, "{call}: {e:#}; retrying",),
         }
         std::thread::sleep(Duration::from_secs(wait));
         wait = (wait * 2).min(30);
@@ -632,7 +653,7 @@ fn deliver_pending(master: &Master, state_dir: &Path) {
         }
         match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Delivery>(&b).ok()) {
             Some(d) => {
-                tracing::info!(file = d.file_id, "delivering the {} call of an earlier run", d.call);
+                tracing::info!(file = d.file_id, "delivering the {} call of an earlier run", d.call.as_str());
                 deliver(master, state_dir, &d);
             }
             None => {
@@ -644,9 +665,12 @@ fn deliver_pending(master: &Master, state_dir: &Path) {
 }
 
 enum Encoded {
-    /// The body of a `complete` call.
-    Result(serde_json::Value),
-    Skip(serde_json::Value),
+    /// What a `complete` call reports.
+    Result(Delivered),
+    Skip {
+        reason: SkipReason,
+        detail: String,
+    },
     Failed(String),
     /// A full disk (this worker's, or the library's on shared storage).
     NoRoom(String),
@@ -655,7 +679,7 @@ enum Encoded {
     Stopped,
 }
 
-fn set_phase(phase: &Mutex<&'static str>, now: &'static str) {
+fn set_phase(phase: &Mutex<WorkerPhase>, now: WorkerPhase) {
     if let Ok(mut p) = phase.lock() {
         *p = now;
     }
@@ -678,7 +702,7 @@ fn download(
         }
         let have = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
         let mut req =
-            master.agent.get(format!("{}/api/v1/jobs/{id}/source", master.base)).header("X-Lease", lease);
+            master.agent.get(format!("{}{}", master.base, urls::source(id))).header("X-Lease", lease);
         if let Some(t) = &master.token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
@@ -688,11 +712,11 @@ fn download(
         let attempt = (|| -> anyhow::Result<Option<(u64, String)>> {
             let mut resp = req.call()?;
             let status = resp.status().as_u16();
-            if status == 410 {
+            if status == ErrorKind::Gone.status() {
                 let why = resp.body_mut().read_to_string().unwrap_or_default();
                 return Err(SourceChanged(why).into());
             }
-            if status == 409 || status == 416 || final_refusal(status) {
+            if status == 409 || status == 416 || ErrorKind::is_final(status) {
                 bail!(
                     "the master answered {status}: {}",
                     resp.body_mut().read_to_string().unwrap_or_default()
@@ -760,7 +784,7 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
         }
         let attempt = (|| -> anyhow::Result<bool> {
             let mut q =
-                master.agent.get(format!("{}/api/v1/jobs/{id}/result", master.base)).header("X-Lease", lease);
+                master.agent.get(format!("{}{}", master.base, urls::result(id))).header("X-Lease", lease);
             if let Some(t) = &master.token {
                 q = q.header("Authorization", format!("Bearer {t}"));
             }
@@ -768,10 +792,9 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
             if resp.status().as_u16() == 409 {
                 bail!("the master answered 409: the lease is no longer ours");
             }
-            let have: u64 = serde_json::from_str::<serde_json::Value>(&resp.body_mut().read_to_string()?)?
-                ["received"]
-                .as_u64()
-                .context("no `received` in the answer")?;
+            let have = serde_json::from_str::<Received>(&resp.body_mut().read_to_string()?)
+                .context("an answer the worker cannot read")?
+                .received;
             if have == size {
                 return Ok(true);
             }
@@ -787,7 +810,7 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
             let mut part = file.take((size - have).min(chunk.max(1)));
             let mut put = master
                 .agent
-                .put(format!("{}/api/v1/jobs/{id}/result?offset={have}", master.base))
+                .put(format!("{}{}", master.base, urls::upload(id, have)))
                 .header("X-Lease", lease)
                 // The whole result's size: the master makes sure it has room for it.
                 .header("X-Result-Size", size.to_string());
@@ -799,8 +822,10 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
             match r.status().as_u16() {
                 200 => Ok(false),
                 409 => Ok(false),
-                507 => Err(MasterDiskFull(r.body_mut().read_to_string().unwrap_or_default()).into()),
-                s if final_refusal(s) => bail!(
+                s if s == ErrorKind::DiskFull.status() => {
+                    Err(MasterDiskFull(r.body_mut().read_to_string().unwrap_or_default()).into())
+                }
+                s if ErrorKind::is_final(s) => bail!(
                     "the master refused the upload ({s}: {}): no longer ours to send",
                     r.body_mut().read_to_string().unwrap_or_default()
                 ),
@@ -836,9 +861,7 @@ fn encode(
     settings.reencode_av1 |= c.reencode;
     let plan = match av1core::plan(&info, &settings) {
         Ok(Decision::Encode(p)) => *p,
-        Ok(Decision::Skip { reason, detail }) => {
-            return Encoded::Skip(json!({ "reason": reason, "detail": detail }))
-        }
+        Ok(Decision::Skip { reason, detail }) => return Encoded::Skip { reason, detail },
         Err(e) => return Encoded::Failed(chain(&e)),
     };
     let limit = rules.size_limit(c.job.size);
@@ -858,9 +881,13 @@ fn encode(
     let report = match report {
         Ok(r) => r,
         Err(av1core::Error::Cancelled) if hopeless.load(Ordering::SeqCst) => {
-            return Encoded::Skip(
-                json!({ "reason": "not_worth_it", "detail": format!("stopped early: the result would not be {}% smaller", rules.min_savings_percent) }),
-            )
+            return Encoded::Skip {
+                reason: SkipReason::NotWorthIt,
+                detail: format!(
+                    "stopped early: the result would not be {}% smaller",
+                    rules.min_savings_percent
+                ),
+            }
         }
         Err(av1core::Error::Cancelled) => return Encoded::Stopped,
         Err(e) if e.is_unwritable_disk() => return Encoded::NoRoom(chain(&e)),
@@ -868,9 +895,13 @@ fn encode(
     };
     if report.output_size > limit {
         let _ = std::fs::remove_file(staged);
-        return Encoded::Skip(
-            json!({ "reason": "not_worth_it", "detail": format!("the result ({} bytes) is not {}% smaller than the original ({} bytes)", report.output_size, rules.min_savings_percent, c.job.size) }),
-        );
+        return Encoded::Skip {
+            reason: SkipReason::NotWorthIt,
+            detail: format!(
+                "the result ({} bytes) is not {}% smaller than the original ({} bytes)",
+                report.output_size, rules.min_savings_percent, c.job.size
+            ),
+        };
     }
     let mut hasher = blake3::Hasher::new();
     let hashed = std::fs::File::open(staged).and_then(|f| hasher.update_reader(f).map(|_| ()));
@@ -878,15 +909,15 @@ fn encode(
         let _ = std::fs::remove_file(staged);
         return Encoded::Failed(format!("hashing the result {}: {e}", staged.display()));
     }
-    Encoded::Result(json!({
-        "size": report.output_size,
-        "blake3": hasher.finalize().to_hex().to_string(),
-        "frames": report.frames,
-        "encoder": report.encoder,
-        "fps": report.fps,
-        "elapsed": report.elapsed.as_secs_f64(),
-        "settings": serde_json::from_str::<serde_json::Value>(&plan.video.settings_json()).unwrap_or_default(),
-    }))
+    Encoded::Result(Delivered {
+        size: report.output_size,
+        blake3: hasher.finalize().to_hex().to_string(),
+        frames: report.frames,
+        encoder: report.encoder,
+        fps: report.fps,
+        elapsed: report.elapsed.as_secs_f64(),
+        settings: serde_json::from_str(&plan.video.settings_json()).ok(),
+    })
 }
 
 /// The local path of a master path, by the longest matching `PATH_MAP` prefix. `None`

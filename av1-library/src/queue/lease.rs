@@ -23,8 +23,74 @@ pub const MAX_WORKERS: i64 = 1000;
 /// expires, and the worker's calls with it are stale.
 const CHECKING: i64 = i64::MAX;
 
-/// What a worker says about itself when it registers.
+/// What a worker is doing, as it last said (heartbeats) or as the master set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerPhase {
+    /// No job (registered, or its job ended).
+    #[default]
+    Idle,
+    /// Fetching its source from the master (file distribution).
+    Downloading,
+    Encoding,
+    /// Sending its result to the master (file distribution).
+    Uploading,
+}
+
+impl WorkerPhase {
+    pub const ALL: [WorkerPhase; 4] =
+        [WorkerPhase::Idle, WorkerPhase::Downloading, WorkerPhase::Encoding, WorkerPhase::Uploading];
+
+    /// The word stored in the queue (and sent on the wire).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerPhase::Idle => "idle",
+            WorkerPhase::Downloading => "downloading",
+            WorkerPhase::Encoding => "encoding",
+            WorkerPhase::Uploading => "uploading",
+        }
+    }
+
+    fn parse(s: &str) -> Option<WorkerPhase> {
+        WorkerPhase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Where a worker is with its job, as its heartbeats say: every field is optional (a
+/// download has no frames yet), and nothing else is accepted, so what a worker makes
+/// the master store is bounded by this type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobProgress {
+    /// 0..=100.
+    pub percent: Option<f64>,
+    /// Frames encoded per second.
+    pub fps: Option<f64>,
+    pub frames: Option<u64>,
+    pub total_frames: Option<u64>,
+    pub eta_seconds: Option<u64>,
+    /// The result's size if it goes on as so far, bytes.
+    pub projected_size: Option<u64>,
+    /// The source's size, bytes.
+    pub size: Option<u64>,
+    /// The worker's CPU use, percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// The worker's resident memory, bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+impl JobProgress {
+    /// Bytes of the source encoded per second (its size times the share of frames
+    /// done per second), when the worker said enough to know.
+    pub fn bytes_per_second(&self) -> Option<f64> {
+        let total = self.total_frames.filter(|t| *t > 0)? as f64;
+        Some(self.size? as f64 * self.fps? / total)
+    }
+}
+
+/// What a worker says about itself when it registers. Nothing else is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerInfo {
     pub name: String,
     pub host: String,
@@ -37,19 +103,19 @@ pub struct WorkerInfo {
 }
 
 /// A worker as the master sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerRow {
     pub id: i64,
     #[serde(flatten)]
     pub info: WorkerInfo,
     /// Unix milliseconds.
     pub last_seen: i64,
-    pub phase: String,
+    pub phase: WorkerPhase,
     pub fade_out: bool,
     pub jobs_done: u64,
     pub jobs_failed: u64,
-    /// The last heartbeat's progress, as the worker sent it.
-    pub progress: Option<serde_json::Value>,
+    /// The last heartbeat's progress.
+    pub progress: Option<JobProgress>,
     /// The file it holds a lease on, if any.
     pub file_id: Option<i64>,
 }
@@ -79,11 +145,9 @@ pub struct Claimed {
 /// A heartbeat: where the worker is with the job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    /// downloading | encoding | uploading
-    pub phase: String,
-    /// Anything the worker reports (percent, fps, ETA, CPU, memory), kept as sent.
+    pub phase: WorkerPhase,
     #[serde(default)]
-    pub progress: serde_json::Value,
+    pub progress: JobProgress,
 }
 
 /// The answer to a heartbeat.
@@ -613,7 +677,7 @@ impl Queue {
                         version: r.get(6)?,
                     },
                     last_seen: r.get(7)?,
-                    phase: r.get(8)?,
+                    phase: WorkerPhase::parse(&r.get::<_, String>(8)?).unwrap_or_default(),
                     fade_out: r.get(9)?,
                     jobs_done: r.get::<_, i64>(10)? as u64,
                     jobs_failed: r.get::<_, i64>(11)? as u64,
@@ -630,7 +694,7 @@ impl Queue {
         match beat {
             Some(b) => self.conn.execute(
                 "UPDATE workers SET last_seen = ?2, phase = ?3, progress = ?4 WHERE id = ?1",
-                params![worker, t, b.phase, serde_json::to_string(&b.progress).ok()],
+                params![worker, t, b.phase.as_str(), serde_json::to_string(&b.progress).ok()],
             ),
             None => self.conn.execute("UPDATE workers SET last_seen = ?2 WHERE id = ?1", params![worker, t]),
         }
@@ -672,7 +736,8 @@ mod tests {
         let c = q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().unwrap();
         assert_eq!(c.job.file_id, id);
         assert!(q.claim_for(w, FileOrder::Oldest, Duration::from_secs(60), &[]).unwrap().is_none());
-        let beat = Heartbeat { phase: "encoding".into(), progress: serde_json::json!({"percent": 12.5}) };
+        let progress = JobProgress { percent: Some(12.5), ..JobProgress::default() };
+        let beat = Heartbeat { phase: WorkerPhase::Encoding, progress };
         assert!(matches!(
             q.heartbeat(id, &c.lease, Duration::from_secs(60), &beat).unwrap(),
             LeaseReply::Renewed { cancel: false, .. }
@@ -681,8 +746,8 @@ mod tests {
         assert!(!q.finish_leased(id, "forged", &Outcome::Failed { error: "x".into() }).unwrap());
         assert_eq!(q.list(Some(Status::Running)).unwrap().len(), 1, "a foreign lease changed nothing");
         let workers = q.workers().unwrap();
-        assert_eq!((workers[0].phase.as_str(), workers[0].file_id), ("encoding", Some(id)));
-        assert_eq!(workers[0].progress.as_ref().unwrap()["percent"], 12.5);
+        assert_eq!((workers[0].phase, workers[0].file_id), (WorkerPhase::Encoding, Some(id)));
+        assert_eq!(workers[0].progress.as_ref().unwrap().percent, Some(12.5));
 
         assert!(q.request_cancel(id).unwrap());
         assert!(matches!(
