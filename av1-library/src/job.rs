@@ -67,6 +67,15 @@ impl JobSettings {
 
 /// The 5% rule, in one place for the standalone mode, the workers and the master: the
 /// largest result (bytes) that may replace an original of `size` bytes.
+/// `MIN_SAVINGS_PERCENT` as every program reads it: a number from 0 up to (not
+/// including) 100.
+pub fn savings_percent(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..100.0).contains(&p) => Ok(p),
+        _ => Err(format!("a percentage from 0 to below 100, not {s:?}")),
+    }
+}
+
 pub fn size_limit(size: u64, min_savings_percent: f64) -> u64 {
     (size as f64 * (1.0 - min_savings_percent / 100.0)).floor() as u64
 }
@@ -399,6 +408,15 @@ pub fn clean_temp_dir(dir: &Path) -> Result<usize> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn savings_percent_is_from_0_to_below_100() {
+        assert_eq!(savings_percent("5"), Ok(5.0));
+        assert_eq!(savings_percent(" 0 "), Ok(0.0));
+        for bad in ["100", "-1", "five", "NaN", "inf", ""] {
+            assert!(savings_percent(bad).is_err(), "{bad}");
+        }
+    }
 
     fn at(percent: f64, projected: Option<u64>) -> Progress {
         Progress {

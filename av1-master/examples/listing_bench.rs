@@ -3,9 +3,8 @@
 //!
 //! `make bench-listing`, or `cargo run --release -p av1-master --example listing_bench -- [--files 100000]`
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -82,28 +81,10 @@ fn main() -> anyhow::Result<()> {
     println!("{files} files written to the queue in {:.1} s ({done} done)", t.elapsed().as_secs_f64());
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut master = Command::new(&master_bin)
-        .env("SVT_LOG", "1")
-        .env("RUST_LOG", "warn,av1_master=info")
-        .env("AV1_TOKEN", TOKEN)
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--db"])
-        .arg(&db)
-        .arg(&lib)
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = master.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !line.contains("listening on") {
-                eprintln!("master: {line}");
-            }
-            if line.contains("listening on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))?;
+    let mut master = Command::new(&master_bin);
+    master.env("SVT_LOG", "1").env("RUST_LOG", "warn,av1_master=info").env("AV1_TOKEN", TOKEN);
+    master.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--db"]).arg(&db).arg(&lib);
+    let (mut running, _) = av1_testkit::process::start_listening(master, false);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let base = format!("http://127.0.0.1:{port}");
     println!("\n| request ({SAMPLES} each) | p50 ms | p99 ms | max ms |\n|---|---|---|---|");
@@ -145,7 +126,6 @@ fn main() -> anyhow::Result<()> {
         let at = |q: f64| lat[((q * SAMPLES as f64).ceil() as usize).clamp(1, SAMPLES) - 1];
         println!("| {label} | {:.1} | {:.1} | {:.1} |", ms(at(0.50)), ms(at(0.99)), ms(lat[SAMPLES - 1]));
     }
-    let _ = master.kill();
-    let _ = master.wait();
+    running.kill();
     Ok(())
 }

@@ -16,9 +16,9 @@
 //! `make bench-protocol` (builds first), or
 //! `cargo run --release -p av1-master --example protocol_bench -- [--workers 32] [--seconds 10] [--mib 1024]`
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,7 +178,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&lib)?;
     let jobs = workers + 24;
     make_library(dir.path(), &lib, jobs, mib)?;
-    let (mut master, base) = start_master(&master_bin, dir.path(), &lib)?;
+    let (mut master, base) = start_master(&master_bin, dir.path(), &lib);
     let c = Client::new(&base);
     wait_for_scan(&c, jobs as u64 + 2)?;
     println!(
@@ -192,8 +192,7 @@ fn main() -> anyhow::Result<()> {
     heartbeats(&base, workers, seconds)?;
     transfers(&c, &lib)?;
 
-    let _ = master.kill();
-    let _ = master.wait();
+    master.kill();
     Ok(())
 }
 
@@ -260,26 +259,22 @@ fn make_library(dir: &Path, lib: &Path, jobs: usize, mib: u64) -> anyhow::Result
     Ok(())
 }
 
-fn start_master(bin: &Path, dir: &Path, lib: &Path) -> anyhow::Result<(std::process::Child, String)> {
-    let mut master = Command::new(bin)
-        .env("SVT_LOG", "1")
-        .env("RUST_LOG", "warn,av1_master=info")
-        .env("AV1_TOKEN", TOKEN)
-        .args(["--bind", "127.0.0.1", "--port", "0", "--lease-timeout", "60", "--http-threads", "8", "--db"])
-        .arg(dir.join("q.sqlite"))
-        .arg(lib)
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = master.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    Ok((master, format!("http://{}", rx.recv_timeout(Duration::from_secs(30))?)))
+fn start_master(bin: &Path, dir: &Path, lib: &Path) -> (av1_testkit::Proc, String) {
+    let mut master = Command::new(bin);
+    master.env("SVT_LOG", "1").env("RUST_LOG", "warn,av1_master=info").env("AV1_TOKEN", TOKEN);
+    master.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--lease-timeout",
+        "60",
+        "--http-threads",
+        "8",
+        "--db",
+    ]);
+    master.arg(dir.join("q.sqlite")).arg(lib);
+    av1_testkit::process::start_listening(master, true)
 }
 
 fn wait_for_scan(c: &Client, files: u64) -> anyhow::Result<()> {

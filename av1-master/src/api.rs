@@ -3,17 +3,13 @@
 //! on the front thread before anything of the body is read. URLs carry ids and words,
 //! never paths.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use av1_library::queue::{
-    FileOrder, Heartbeat, LeaseReply, ListQuery, Outcome, Queue, Sort, Status, WorkerInfo,
-};
+use av1_library::queue::{Heartbeat, LeaseReply, ListQuery, Outcome, Queue, Sort, Status, WorkerInfo};
 use av1_proto::admin::{
-    Cancelling, Control, ControlDone, FadeOut, FadedOut, FilesPage, ScanQueued, Stats, WorkerStatus,
-    WorkerView, Workers,
+    Cancelling, Control, ControlDone, FadeOut, FadedOut, FilesPage, ScanQueued, WorkerStatus, Workers,
 };
 use av1_proto::urls::{NoRoute, Route};
 use av1_proto::worker::{
@@ -24,24 +20,8 @@ use serde::Deserialize;
 use tiny_http::{Request, Server};
 
 use crate::http::{self, Reply};
-use crate::scanner::Scanner;
-
-/// What every HTTP thread shares.
-pub struct State {
-    pub db: PathBuf,
-    pub roots: Vec<PathBuf>,
-    pub tokens: crate::auth::Tokens,
-    pub hosts: crate::auth::Hosts,
-    pub scanner: Arc<Scanner>,
-    /// A lease not renewed within this is given back to the queue.
-    pub lease_timeout: Duration,
-    pub order: FileOrder,
-    /// How results are checked and placed.
-    pub policy: av1_library::deliver::Policy,
-    pub hashes: crate::transfer::Hashes,
-    /// Changes whenever the encoder settings or tables do.
-    pub config_version: String,
-}
+use crate::state::State;
+use crate::views::{now_ms, statistics, workers};
 
 /// How much of what workers send the master keeps.
 mod limits {
@@ -64,9 +44,6 @@ mod limits {
         }
     }
 }
-
-/// Set by the signal handler: the HTTP threads finish their request and return.
-pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Requests that may take long — transfers, result checks, bodies tiny_http has not
 /// read already (over 1 KiB, or chunked) — wait for the bulk lane, so that slow or
@@ -103,11 +80,11 @@ fn to_bulk_lane(request: Request, bulk: &crossbeam_channel::Sender<Request>) -> 
     }
 }
 
-/// One front HTTP thread: its own queue connection, requests until [`STOP`]; long ones
+/// One front HTTP thread: its own queue connection, requests until [`State::stop`]; long ones
 /// go to the bulk lane ([`serve_bulk`]), event streams to their own thread.
 pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Sender<Request>) {
     let mut queue = None;
-    while !STOP.load(Ordering::Relaxed) {
+    while !state.stop.load(Ordering::Relaxed) {
         let request = match server.recv_timeout(Duration::from_millis(500)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -139,10 +116,10 @@ pub fn serve(server: &Server, state: &Arc<State>, bulk: &crossbeam_channel::Send
     }
 }
 
-/// One bulk-lane thread: requests from the front threads until [`STOP`].
+/// One bulk-lane thread: requests from the front threads until [`State::stop`].
 pub fn serve_bulk(requests: &crossbeam_channel::Receiver<Request>, state: &State) {
     let mut queue = None;
-    while !STOP.load(Ordering::Relaxed) {
+    while !state.stop.load(Ordering::Relaxed) {
         if let Ok(request) = requests.recv_timeout(Duration::from_millis(500)) {
             serve_one(request, &mut queue, state);
         }
@@ -170,9 +147,11 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
     match route {
         Ok(Route::Healthz) => return http::send(request, Reply::text(200, "ok\n".into())),
         Ok(Route::Asset(page)) => return http::send(request, crate::ui::asset(page)),
-        Ok(Route::Source(id)) => return crate::transfer::source(request, queue, &state.hashes, id),
+        Ok(Route::Source(id)) => return crate::transfer::source(request, queue, &state.transfers, id),
         Ok(Route::ResultState(id)) => return crate::transfer::received(request, queue, id),
-        Ok(Route::Upload(id)) => return crate::transfer::upload(request, queue, id, &query),
+        Ok(Route::Upload(id)) => {
+            return crate::transfer::upload(request, queue, &state.transfers, id, &query)
+        }
         _ => {}
     }
     // Bodies are read (and bounded) before anything else, so an oversized one is
@@ -237,43 +216,6 @@ fn stats(queue: &Queue, state: &State) -> Reply {
         Ok(v) => Reply::json(200, &v),
         Err(e) => http::failed(&e),
     }
-}
-
-/// The statistics (also what the event stream sends).
-pub fn statistics(queue: &Queue, state: &State) -> av1_library::Result<Stats> {
-    let c = queue.counts(&state.roots)?;
-    let saved = c.original_bytes.saturating_sub(c.output_bytes);
-    let ratio = if c.original_bytes > 0 { c.output_bytes as f64 / c.original_bytes as f64 } else { 1.0 };
-    // The library's throughput is the sum of the workers' (each: its file's bytes times
-    // the share of frames it encodes per second).
-    let rate: f64 = workers(queue, state)
-        .unwrap_or_default()
-        .iter()
-        .filter(|w| w.status == WorkerStatus::Encoding)
-        .filter_map(|w| w.row.progress.as_ref()?.bytes_per_second())
-        .sum();
-    let eta = (rate > 0.0).then(|| (c.pending_bytes as f64 / rate) as u64);
-    let projected = c.library_bytes.saturating_sub(c.pending_bytes) + (c.pending_bytes as f64 * ratio) as u64;
-    Ok(Stats {
-        total: c.total,
-        pending: c.pending,
-        running: c.running,
-        done: c.done,
-        skipped: c.skipped,
-        failed: c.failed,
-        cancelled: c.cancelled,
-        bytes_saved: saved,
-        percent_saved: if c.original_bytes > 0 {
-            100.0 * saved as f64 / c.original_bytes as f64
-        } else {
-            0.0
-        },
-        library_bytes: c.library_bytes,
-        projected_library_bytes: projected,
-        eta_seconds: eta,
-        skipped_by_reason: c.skipped_by_reason,
-        scanner: state.scanner.state(),
-    })
 }
 
 /// `GET /api/v1/files?status=&q=&sort=name|size|status|savings|queue&order=asc|desc&page=&per_page=`.
@@ -352,7 +294,7 @@ fn metrics(queue: &Queue, state: &State) -> Reply {
         "# HELP av1_encode_fps Frames per second encoded by all workers now.\n# TYPE av1_encode_fps gauge\n",
     );
     out.push_str(&format!("av1_encode_fps {fps:.2}\n"));
-    let (down, up) = crate::transfer::totals();
+    let (down, up) = state.transfers.totals();
     out.push_str("# HELP av1_transfer_bytes_total Bytes sent to and received from workers.\n# TYPE av1_transfer_bytes_total counter\n");
     out.push_str(&format!("av1_transfer_bytes_total{{direction=\"download\"}} {down}\n"));
     out.push_str(&format!("av1_transfer_bytes_total{{direction=\"upload\"}} {up}\n"));
@@ -362,10 +304,6 @@ fn metrics(queue: &Queue, state: &State) -> Reply {
     out.push_str("# HELP av1_scan_running Whether a scan is running.\n# TYPE av1_scan_running gauge\n");
     out.push_str(&format!("av1_scan_running {}\n", u8::from(scan.running)));
     Reply::text(200, out)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
@@ -529,7 +467,10 @@ fn complete(queue: &mut Queue, state: &State, id: i64, body: &[u8]) -> Reply {
             Reply::json(200, &EndReply { status: outcome.status(), outcome: Some(outcome) })
         }
         Ok(None) => stale(),
-        Err(e) => http::failed(&e),
+        // Always 500, which the worker retries: the job is the master's now (its check
+        // stands between the lease and the replacement), so no answer may make the
+        // worker drop the result it delivered.
+        Err(e) => Reply::error(500, e.to_string()),
     }
 }
 
@@ -561,23 +502,4 @@ fn not_applicable(queue: &Queue, id: i64, why: &str) -> Reply {
         Ok(Some(_)) => Reply::error(409, why),
         Err(e) => http::failed(&e),
     }
-}
-
-/// The workers with a `status`: offline when not heard from for longer than a lease,
-/// else what they said they do (idle, downloading, encoding, uploading).
-pub fn workers(queue: &Queue, state: &State) -> av1_library::Result<Vec<WorkerView>> {
-    let now = now_ms();
-    Ok(queue
-        .workers()?
-        .into_iter()
-        .map(|row| {
-            let offline = now - row.last_seen > state.lease_timeout.as_millis() as i64;
-            let status = if offline { WorkerStatus::Offline } else { row.phase.into() };
-            let file_name = row
-                .file_id
-                .and_then(|id| queue.file_path(id).ok().flatten())
-                .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()));
-            WorkerView { row, status, file_name }
-        })
-        .collect())
 }

@@ -28,9 +28,11 @@ pub fn method(m: &tiny_http::Method) -> av1_proto::urls::Method {
 }
 
 /// The reply to an error of the library, with the status of its kind
-/// ([`av1_proto::ErrorKind::of`]).
+/// ([`av1_proto::ErrorKind::of`]); the caller reads the outer message, the log keeps
+/// the whole chain (a database's own words stay here).
 pub fn failed(e: &av1_library::Error) -> Reply {
-    Reply::error(av1_proto::ErrorKind::of(e).status(), av1_library::error::chain(e))
+    tracing::warn!("{}", av1_library::error::chain(e));
+    Reply::error(av1_proto::ErrorKind::of(e).status(), e.to_string())
 }
 
 /// Largest request body accepted for JSON calls (uploads stream through `transfer`).

@@ -10,8 +10,10 @@ mod api;
 mod auth;
 mod http;
 mod scanner;
+mod state;
 mod transfer;
 mod ui;
+mod views;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -80,9 +82,9 @@ pub struct Config {
     pub lease_timeout: u64,
     /// Which pending file comes first: oldest, newest, largest, smallest.
     #[arg(long, env = "FILE_ORDER", default_value = "oldest")]
-    pub file_order: String,
+    pub file_order: FileOrder,
     /// A result replaces its original only when at least this many percent smaller.
-    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
+    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0, value_parser = av1_library::job::savings_percent)]
     pub min_savings: f64,
     /// Keep each original as NAME.bak beside its result.
     #[arg(long, env = "TESTING_MODE", value_parser = clap::builder::BoolishValueParser::new())]
@@ -93,30 +95,10 @@ pub struct Config {
     /// Group of the results (default: the original's).
     #[arg(long, env = "PGID", requires = "puid")]
     pub pgid: Option<u32>,
-    /// SVT-AV1 preset (0 slowest .. 13 fastest): the workers' too.
-    #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
-    pub preset: i8,
-    /// CRF instead of the quality table's.
-    #[arg(long)]
-    pub crf: Option<u8>,
-    /// Film grain synthesis level (0 = off).
-    #[arg(long, default_value_t = 0)]
-    pub film_grain: u8,
-    /// Keyframe interval in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub keyint: f64,
-    /// Copy every audio track unchanged.
-    #[arg(long)]
-    pub copy_audio: bool,
-    /// Encode the HDR10 base layer of HDR10+ / Dolby Vision sources instead of skipping them.
-    #[arg(long)]
-    pub dynamic_hdr_base_layer: bool,
-    /// CRF table (quality_lookup.json) overriding the built-in one.
-    #[arg(long, env = "QUALITY_LOOKUP")]
-    pub quality_table: Option<PathBuf>,
-    /// Opus bit-rate table (audio_codec_lookup.json) overriding the built-in one.
-    #[arg(long, env = "AUDIO_LOOKUP")]
-    pub audio_table: Option<PathBuf>,
+    /// The encoder settings: the scanner plans with them and every worker encodes with
+    /// them (but for its own `--threads`).
+    #[command(flatten)]
+    pub encoder: av1_worker::cli::EncoderArgs,
 }
 
 fn version() -> &'static str {
@@ -170,20 +152,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
 
     // The encoder settings and tables are the master's: the scanner plans with them and
     // workers fetch them (`GET /api/v1/config`), again whenever the version changes.
-    let settings = av1core::Settings {
-        preset: cfg.preset,
-        crf: cfg.crf,
-        film_grain: cfg.film_grain,
-        keyint_seconds: cfg.keyint,
-        copy_audio: cfg.copy_audio,
-        dynamic_hdr_base_layer: cfg.dynamic_hdr_base_layer,
-        tables: av1core::plan::Tables::with_overrides(
-            cfg.quality_table.as_deref(),
-            cfg.audio_table.as_deref(),
-        )?,
-        ..av1core::Settings::default()
-    };
-    settings.validate()?;
+    let settings = cfg.encoder.settings()?;
     let config_version = blake3::hash(serde_json::to_string(&settings)?.as_bytes()).to_hex()[..16].to_owned();
     let scanner = Arc::new(scanner::Scanner::start(
         db.clone(),
@@ -198,14 +167,14 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let server = http::listen(SocketAddr::new(cfg.bind, cfg.port), limits, tls)?;
     let addr = server.server_addr().to_ip().context("not an IP listener")?;
     tracing::info!("listening on {scheme}://{addr} (library: {:?}, queue: {})", roots, db.display());
-    let order: FileOrder = cfg.file_order.parse()?;
+    let order = cfg.file_order;
     spawn_lease_keeper(db.clone());
     let policy = av1_library::deliver::Policy {
         settings,
         min_savings_percent: cfg.min_savings,
         replace: replace::Options { testing_mode: cfg.testing_mode, owner: cfg.puid.zip(cfg.pgid) },
     };
-    let state = Arc::new(api::State {
+    let state = Arc::new(state::State {
         db,
         roots,
         tokens: tokens.clone(),
@@ -214,17 +183,19 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         lease_timeout,
         order,
         policy,
-        hashes: Default::default(),
+        transfers: Default::default(),
+        stop: Default::default(),
+        streams: Default::default(),
         config_version,
     });
 
     // SIGTERM / Ctrl-C: stop taking requests and exit (every write is a committed
     // SQLite transaction; nothing is half done).
     let drain = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let drain_on_signal = drain.clone();
+    let (drain_on_signal, stopping) = (drain.clone(), state.clone());
     if let Err(e) = ctrlc::set_handler(move || {
         drain_on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
-        api::STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+        stopping.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }) {
         tracing::warn!("no signal handler: {e}");
     }
@@ -237,27 +208,25 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         };
         let url = format!("{scheme}://{}", SocketAddr::new(ip, addr.port()));
-        let args = av1_worker::remote::RemoteArgs {
+        let local = av1_worker::remote::RemoteConfig {
             token: tokens.admin().map(|t| av1_worker::remote::Secret(t.to_owned())),
-            token_file: None,
             name: Some(format!("{}-local", rustix::system::uname().nodename().to_string_lossy())),
             path_map: Vec::new(),
             nice_level: 19,
             ionice_class: 3,
             min_savings: cfg.min_savings,
-            file_distribution: "false".into(),
+            file_distribution: av1_worker::remote::FileDistribution::Never,
             state_dir: None,
             poll: 2.0,
-            tls_ca: None,
-            own_process: true,
+            trust: av1_worker::tls::Trust::OwnProcess,
         };
         let fallback = state.policy.settings.clone();
-        let drain = drain.clone();
+        let (drain, threads) = (drain.clone(), cfg.encoder.threads);
         std::thread::Builder::new()
             .name("local-worker".into())
             .spawn(move || {
                 // Its own thread: the lowered priority stays with it and its encoder.
-                if let Err(e) = av1_worker::remote::run(&url, &args, fallback, 0, drain) {
+                if let Err(e) = av1_worker::remote::run(&url, &local, fallback, threads, drain) {
                     tracing::error!("the local worker stopped: {e:#}");
                 }
             })

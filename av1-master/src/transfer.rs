@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
 use av1_library::names;
@@ -22,13 +24,19 @@ use tiny_http::{Header, Request, Response};
 
 use crate::http::{self, Reply};
 
-static DOWNLOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static UPLOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// What the transfers share: the sources' hashes, and the bytes moved since the start.
+#[derive(Default)]
+pub struct Transfers {
+    hashes: Hashes,
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
+}
 
-/// Bytes sent to workers (sources) and received from them (results) since the start.
-pub fn totals() -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    (DOWNLOADED.load(Relaxed), UPLOADED.load(Relaxed))
+impl Transfers {
+    /// Bytes sent to workers (sources) and received from them (results) since the start.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.downloaded.load(Relaxed), self.uploaded.load(Relaxed))
+    }
 }
 
 /// File versions whose hash is kept in memory.
@@ -36,7 +44,7 @@ const MAX_HASHES: usize = 4096;
 
 /// BLAKE3 of source files, by (path, size, mtime): one read per file version.
 #[derive(Default)]
-pub struct Hashes(Mutex<HashMap<(PathBuf, u64, i64), String>>);
+struct Hashes(Mutex<HashMap<(PathBuf, u64, i64), String>>);
 
 impl Hashes {
     /// The hash of `file` (the source `path` held open, stamped `st`), read through
@@ -71,14 +79,14 @@ fn lease_of(request: &Request) -> Option<String> {
 }
 
 /// `GET /api/v1/jobs/{id}/source`.
-pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
+pub fn source(request: Request, queue: &mut Queue, transfers: &Transfers, id: i64) {
     let Some(lease) = lease_of(&request) else {
         return http::send(request, Reply::error(400, "X-Lease missing"));
     };
     let job = match queue.leased(id, &lease) {
         Ok(Some(job)) => job,
         Ok(None) => return http::send(request, Reply::error(409, "not the current lease of this job")),
-        Err(e) => return http::send(request, Reply::error(500, e.to_string())),
+        Err(e) => return http::send(request, http::failed(&e)),
     };
     // Opened once, beneath its library root, never through a link; everything below
     // (stamp, hash, bytes sent) comes from this descriptor.
@@ -108,7 +116,7 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
         return http::send(request, Reply::error(410, "the source changed since it was handed out"));
     }
     let size = now.size;
-    let hash = match hashes.get(&job.path, &file, now) {
+    let hash = match transfers.hashes.get(&job.path, &file, now) {
         Ok(hash) => hash,
         Err(e) => return http::send(request, Reply::error(410, format!("the source cannot be read: {e}"))),
     };
@@ -144,7 +152,7 @@ pub fn source(request: Request, queue: &mut Queue, hashes: &Hashes, id: i64) {
         200
     };
     let len = (size - start) as usize;
-    DOWNLOADED.fetch_add(size - start, std::sync::atomic::Ordering::Relaxed);
+    transfers.downloaded.fetch_add(size - start, Relaxed);
     av1_library::pause_point(av1_library::Pause::MasterSending);
     let response = Response::new(status.into(), headers, file.take(size - start), Some(len), None);
     let _ = request.respond(response);
@@ -166,7 +174,7 @@ pub fn received(request: Request, queue: &Queue, id: i64) {
             Reply::json(200, &av1_proto::worker::Received { received: n })
         }
         Ok(None) => Reply::error(409, "not the current lease of this job"),
-        Err(e) => Reply::error(500, e.to_string()),
+        Err(e) => http::failed(&e),
     };
     http::send(request, reply);
 }
@@ -237,7 +245,13 @@ fn open_upload(root: &Path, staged: &Path, offset: u64) -> Result<std::fs::File,
 }
 
 /// `PUT /api/v1/jobs/{id}/result?offset=N`.
-pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, String)]) {
+pub fn upload(
+    mut request: Request,
+    queue: &Queue,
+    transfers: &Transfers,
+    id: i64,
+    query: &[(String, String)],
+) {
     let reply = (|| {
         let lease = lease_of(&request).ok_or_else(|| Reply::error(400, "X-Lease missing"))?;
         let offset: u64 = query
@@ -248,7 +262,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
         let job = match queue.leased(id, &lease) {
             Ok(Some(job)) => job,
             Ok(None) => return Err(Reply::error(409, "not the current lease of this job")),
-            Err(e) => return Err(Reply::error(500, e.to_string())),
+            Err(e) => return Err(http::failed(&e)),
         };
         let staged = names::staged_for_lease(&names::target_for(&job.path), &lease);
         // A result is worth keeping only when smaller than the original.
@@ -283,7 +297,7 @@ pub fn upload(mut request: Request, queue: &Queue, id: i64, query: &[(String, St
                 Err(_) => break,
             };
             total += n as u64;
-            UPLOADED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            transfers.uploaded.fetch_add(n as u64, Relaxed);
             if total > limit {
                 let _ = file.set_len(offset);
                 return Err(Reply::error(413, "the result would not be smaller than the original"));

@@ -2,14 +2,14 @@
 //! the event stream that keeps it live (`GET /api/v1/events`, Server-Sent Events).
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use av1_library::queue::Queue;
 use tiny_http::Request;
 
-use crate::api::{State, STOP};
 use crate::http::{self, Reply};
+use crate::state::State;
 
 const INDEX: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
@@ -26,8 +26,7 @@ pub fn asset(path: &str) -> Reply {
     Reply { status: 200, body: body.as_bytes().to_vec(), content_type }
 }
 
-/// Event streams open at once: each holds an HTTP thread.
-static STREAMS: AtomicUsize = AtomicUsize::new(0);
+/// Event streams open at once ([`State::streams`]): each holds an HTTP thread.
 const MAX_STREAMS: usize = 6;
 
 /// How often the stream looks for changes, and sends an update anyway.
@@ -37,14 +36,14 @@ const EVERY: Duration = Duration::from_secs(3);
 /// `GET /api/v1/events`: `data: {"stats", "workers", "files_changed"}` events, sent when
 /// something changed (checked twice a second) and every 3 s anyway.
 pub fn events(request: Request, state: &State) {
-    if STREAMS.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
-        STREAMS.fetch_sub(1, Ordering::SeqCst);
+    if state.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+        state.streams.fetch_sub(1, Ordering::SeqCst);
         return http::send(request, Reply::error(503, "too many live pages; close one"));
     }
     let queue = match Queue::open(&state.db) {
         Ok(q) => q,
         Err(e) => {
-            STREAMS.fetch_sub(1, Ordering::SeqCst);
+            state.streams.fetch_sub(1, Ordering::SeqCst);
             return http::send(request, Reply::error(503, e.to_string()));
         }
     };
@@ -74,7 +73,7 @@ pub fn events(request: Request, state: &State) {
         }
     })();
     let _ = result;
-    STREAMS.fetch_sub(1, Ordering::SeqCst);
+    state.streams.fetch_sub(1, Ordering::SeqCst);
 }
 
 struct Stream<'a> {
@@ -89,14 +88,14 @@ struct Stream<'a> {
 impl Read for Stream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pending.is_empty() {
-            if STOP.load(Ordering::Relaxed) {
+            if self.state.stop.load(Ordering::Relaxed) {
                 return Ok(0);
             }
             if self.sent_at.is_some() {
                 std::thread::sleep(TICK);
             }
-            let stats = crate::api::statistics(&self.queue, self.state).map_err(std::io::Error::other)?;
-            let workers = crate::api::workers(&self.queue, self.state).map_err(std::io::Error::other)?;
+            let stats = crate::views::statistics(&self.queue, self.state).map_err(std::io::Error::other)?;
+            let workers = crate::views::workers(&self.queue, self.state).map_err(std::io::Error::other)?;
             let revision = self.queue.revision().map_err(std::io::Error::other)?;
             let files_changed = revision != self.revision;
             let event = av1_proto::admin::Event { stats, workers, files_changed };

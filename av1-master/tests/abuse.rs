@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use av1_testkit::net::{connect_from, loopback};
 use serde_json::{json, Value};
 use support::*;
 

@@ -3,32 +3,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "s3cret-token";
-
-fn ffmpeg(dir: &Path, args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .current_dir(dir)
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
+use av1_testkit::{agent, ffmpeg, Proc, TOKEN};
 
 /// A running master; killed when dropped.
 struct Master {
-    child: Child,
+    _process: Proc,
     base: String,
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn master(lib: &Path, db: &Path) -> Master {
@@ -36,34 +19,11 @@ fn master(lib: &Path, db: &Path) -> Master {
 }
 
 fn master_with(lib: &Path, db: &Path, extra: &[&str]) -> Master {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_av1-master"))
-        .env("SVT_LOG", "1")
-        .env("RUST_LOG", "info")
-        .env("AV1_TOKEN", TOKEN)
-        .env_remove("MEDIA_DIRS")
-        .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
-        .arg(db)
-        .arg(lib)
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the master says where it listens");
-    Master { child, base: format!("http://{addr}") }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    let mut c = Command::new(env!("CARGO_BIN_EXE_av1-master"));
+    c.env("SVT_LOG", "1").env("RUST_LOG", "info").env("AV1_TOKEN", TOKEN).env_remove("MEDIA_DIRS");
+    c.args(["--bind", "127.0.0.1", "--port", "0", "--db"]).arg(db).arg(lib).args(extra);
+    let (process, base) = av1_testkit::process::start_listening(c, true);
+    Master { base, _process: process }
 }
 
 /// GET with the token: status and JSON (or text as a JSON string).
@@ -381,4 +341,28 @@ fn the_page_is_served_without_data_and_the_event_stream_needs_the_token() {
     }
     let event: serde_json::Value = serde_json::from_str(line.trim_start_matches("data: ").trim()).unwrap();
     assert!(event["stats"]["total"].is_u64() && event["workers"].is_array(), "{event}");
+}
+
+/// The master checks its settings at start as the worker does: an unknown FILE_ORDER or
+/// a MIN_SAVINGS_PERCENT out of range is an error naming what is allowed.
+#[test]
+fn unknown_settings_are_refused_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    for (var, value, says) in [
+        ("FILE_ORDER", "biggest", "oldest, newest, largest or smallest"),
+        ("MIN_SAVINGS_PERCENT", "100", "from 0 to below 100"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_av1-master"))
+            .env(var, value)
+            .env("AV1_TOKEN", TOKEN)
+            .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
+            .arg(d.path().join("q.sqlite"))
+            .arg(d.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(stderr.contains(says) && stderr.contains(value), "{var}={value}: {stderr}");
+    }
+    assert!(!d.path().join("q.sqlite").exists(), "refused before the queue is opened");
 }

@@ -5,33 +5,13 @@
 //! the list. A screenshot is saved for people to look at
 //! (`target/tmp/ui-screenshots/dashboard.png`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use av1_testkit::{Proc, TOKEN};
 use base64::Engine as _;
 use serde_json::{json, Value};
-
-const TOKEN: &str = "browser-test";
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ffmpeg(dir: &Path, args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .current_dir(dir)
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -41,18 +21,19 @@ fn free_port() -> u16 {
 struct Browser {
     base: String,
     agent: ureq::Agent,
-    _driver: Kill,
+    _driver: Proc,
 }
 
 impl Browser {
     fn start() -> Browser {
         let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt: chromium-driver; `make test` installs it)");
+        assert!(
+            Command::new("chromedriver").arg("--version").stdout(Stdio::null()).status().is_ok(),
+            "chromedriver (apt: chromium-driver; `make test` installs it)"
+        );
+        let mut driver = Command::new("chromedriver");
+        driver.arg(format!("--port={port}"));
+        let driver = Proc::spawn_quiet(driver, true);
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let root = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
@@ -68,7 +49,7 @@ impl Browser {
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
         let session =
             v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_owned();
-        Browser { base: format!("{root}/session/{session}"), agent, _driver: Kill(driver) }
+        Browser { base: format!("{root}/session/{session}"), agent, _driver: driver }
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
@@ -122,29 +103,7 @@ fn dashboard_in_a_real_browser() {
     let lib = d.path().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     for name in ["Film 1.mp4", "Film 2.mp4"] {
-        ffmpeg(
-            &lib,
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=s=640x360:r=24:d=40,noise=alls=10:allf=t",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=d=40",
-                "-c:v",
-                "libx264",
-                "-crf",
-                "16",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-shortest",
-                name,
-            ],
-        );
+        av1_testkit::clip_sized(&lib, name, 40, 640, 360);
     }
     std::fs::write(lib.join("Broken.mkv"), vec![9u8; 4096]).unwrap();
     let port = free_port();
@@ -168,20 +127,9 @@ fn dashboard_in_a_real_browser() {
             "--db",
         ])
         .arg(d.path().join("master.sqlite"))
-        .arg(&lib)
-        .stderr(Stdio::piped());
-    let mut child = master.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _master = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("listening on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30)).expect("the master starts");
+        .arg(&lib);
+    let master = Proc::spawn_quiet(master, true);
+    master.wait_for("listening on");
     let url = format!("http://127.0.0.1:{port}/");
 
     let b = Browser::start();

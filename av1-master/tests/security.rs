@@ -7,6 +7,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use av1_testkit::net::{connect_from, flood_from, loopback};
+use av1_testkit::process::url_of;
 use support::*;
 
 /// A master with `lib`, a registered fake worker and its claimed job: (master, url,

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
+use av1_testkit::process::url_of;
 use support::*;
 
 /// A self-signed certificate for `localhost` and its key, as PEM files in `dir`.

@@ -54,8 +54,15 @@ pub struct ConfigReply {
 pub struct HeartbeatRequest {
     pub lease: String,
     pub phase: WorkerPhase,
-    #[serde(default)]
+    /// Missing or `null` (nothing to report yet): all fields empty.
+    #[serde(default, deserialize_with = "null_is_default")]
     pub progress: JobProgress,
+}
+
+fn null_is_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The answer to a heartbeat (409 instead when the lease is not the job's).
@@ -135,12 +142,32 @@ struct EndBody {
     detail: String,
 }
 
-/// The body of `complete`: the lease and the result's description.
+/// The body of `complete`: the lease and the result's description, field by field
+/// ([`Delivered`]'s; serde cannot refuse unknown fields through a flattened struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CompleteBody {
     lease: String,
-    #[serde(flatten)]
-    result: Delivered,
+    size: u64,
+    blake3: String,
+    frames: u64,
+    encoder: String,
+    fps: f64,
+    elapsed: f64,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+impl CompleteBody {
+    fn new(lease: String, d: Delivered) -> CompleteBody {
+        let Delivered { size, blake3, frames, encoder, fps, elapsed, settings } = d;
+        CompleteBody { lease, size, blake3, frames, encoder, fps, elapsed, settings }
+    }
+
+    fn split(self) -> (String, Delivered) {
+        let CompleteBody { lease, size, blake3, frames, encoder, fps, elapsed, settings } = self;
+        (lease, Delivered { size, blake3, frames, encoder, fps, elapsed, settings })
+    }
 }
 
 impl JobEnd {
@@ -158,7 +185,7 @@ impl JobEnd {
     pub fn body(&self, lease: &str) -> serde_json::Value {
         let lease = lease.to_owned();
         let body = match self.clone() {
-            JobEnd::Complete(result) => return json(&CompleteBody { lease, result }),
+            JobEnd::Complete(result) => return json(&CompleteBody::new(lease, result)),
             JobEnd::Skip { reason, detail } => {
                 EndBody { lease, reason: Some(reason), detail, ..EndBody::default() }
             }
@@ -174,8 +201,8 @@ impl JobEnd {
     pub fn from_body(call: EndCall, body: &[u8]) -> Result<(String, JobEnd), String> {
         let malformed = |e: serde_json::Error| format!("malformed JSON body: {e}");
         if call == EndCall::Complete {
-            let c: CompleteBody = serde_json::from_slice(body).map_err(malformed)?;
-            return Ok((c.lease, JobEnd::Complete(c.result)));
+            let (lease, result) = serde_json::from_slice::<CompleteBody>(body).map_err(malformed)?.split();
+            return Ok((lease, JobEnd::Complete(result)));
         }
         let b: EndBody = serde_json::from_slice(body).map_err(malformed)?;
         let end = match call {
@@ -261,6 +288,10 @@ mod tests {
         assert!(extra.unwrap_err().contains("unknown field `path`"));
         assert!(JobEnd::from_body(EndCall::Skip, br#"{"lease":"L","reason":"because"}"#).is_err());
         assert!(JobEnd::from_body(EndCall::Complete, br#"{"lease":"L"}"#).is_err());
+        let mut extra = JobEnd::Complete(delivered()).body("L");
+        extra["path"] = serde_json::json!("/etc/passwd");
+        let refused = JobEnd::from_body(EndCall::Complete, extra.to_string().as_bytes());
+        assert!(refused.unwrap_err().contains("unknown field `path`"));
     }
 
     #[test]
@@ -268,6 +299,13 @@ mod tests {
         let ok = br#"{"lease":"L","phase":"encoding","progress":{"percent":12.5,"fps":null}}"#;
         let h: HeartbeatRequest = serde_json::from_slice(ok).unwrap();
         assert_eq!((h.phase, h.progress.percent, h.progress.fps), (WorkerPhase::Encoding, Some(12.5), None));
+        for nothing_yet in [
+            r#"{"lease":"L","phase":"downloading","progress":null}"#,
+            r#"{"lease":"L","phase":"downloading"}"#,
+        ] {
+            let h: HeartbeatRequest = serde_json::from_str(nothing_yet).unwrap();
+            assert_eq!(h.progress, JobProgress::default());
+        }
         for bad in [
             r#"{"lease":"L","phase":"<script>"}"#,
             r#"{"lease":"L","phase":"encoding","progress":{"percent":1,"note":"x"}}"#,

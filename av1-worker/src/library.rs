@@ -30,11 +30,11 @@ pub struct LibraryArgs {
     #[arg(long, env = "TESTING_MODE", value_parser = clap::builder::BoolishValueParser::new())]
     testing_mode: bool,
     /// A result replaces its original only when at least this many percent smaller.
-    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
+    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0, value_parser = av1_library::job::savings_percent)]
     min_savings: f64,
     /// Which pending file comes first: oldest, newest, largest, smallest.
     #[arg(long, env = "FILE_ORDER", default_value = "oldest")]
-    file_order: String,
+    file_order: FileOrder,
     /// Encode here (a fast local disk) and copy results beside the originals; by
     /// default results are written beside the originals directly.
     #[arg(long, env = "TEMP_DIR")]
@@ -90,10 +90,7 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     if la.reencode {
         settings.reencode_av1 = true;
     }
-    let order: FileOrder = la.file_order.parse()?;
-    if !(0.0..100.0).contains(&la.min_savings) {
-        bail!("MIN_SAVINGS_PERCENT must be 0 to 100, not {}", la.min_savings);
-    }
+    let order = la.file_order;
     let roots = scan::canonical_roots(&args.paths)?;
     let probe_threads = match la.probe_threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),

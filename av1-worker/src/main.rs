@@ -11,12 +11,12 @@ mod progress;
 mod signals;
 mod single;
 
+use av1_worker::cli::{EncoderArgs, RemoteArgs};
 use av1_worker::remote;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use av1core::Settings;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,7 +31,7 @@ struct Cli {
     #[arg(env = "MASTER_URL")]
     master_url: Option<String>,
     #[command(flatten)]
-    remote: remote::RemoteArgs,
+    remote: RemoteArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
     #[command(subcommand)]
@@ -65,74 +65,6 @@ struct TranscodeArgs {
     json: bool,
 }
 
-/// Encoder and planning settings, shared by both modes.
-#[derive(clap::Args)]
-struct EncoderArgs {
-    /// SVT-AV1 preset, 0 (slowest) to 13 (fastest).
-    #[arg(long, env = "SVT_AV1_PRESET", default_value_t = 8)]
-    preset: i8,
-    /// CRF instead of the quality table's.
-    #[arg(long)]
-    crf: Option<u8>,
-    /// Film grain synthesis level (0 = off).
-    #[arg(long, default_value_t = 0)]
-    film_grain: u8,
-    /// Keyframe interval in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    keyint: f64,
-    /// Encoder threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: u32,
-    /// Copy every audio track unchanged.
-    #[arg(long)]
-    copy_audio: bool,
-    /// Encode the HDR10 base layer of HDR10+ / Dolby Vision sources instead of skipping them.
-    #[arg(long)]
-    dynamic_hdr_base_layer: bool,
-    /// Re-encode sources that are already AV1.
-    #[arg(long)]
-    reencode_av1: bool,
-    /// CRF table (quality_lookup.json) overriding the built-in one.
-    #[arg(long, env = "QUALITY_LOOKUP")]
-    quality_table: Option<PathBuf>,
-    /// Opus bit-rate table (audio_codec_lookup.json) overriding the built-in one.
-    #[arg(long, env = "AUDIO_LOOKUP")]
-    audio_table: Option<PathBuf>,
-    /// Extra SVT-AV1 parameter, KEY=VALUE (repeatable).
-    #[arg(long = "svt", value_parser = parse_kv)]
-    svt_params: Vec<(String, String)>,
-}
-
-impl EncoderArgs {
-    fn settings(&self) -> anyhow::Result<Settings> {
-        let tables = av1core::plan::Tables::with_overrides(
-            self.quality_table.as_deref(),
-            self.audio_table.as_deref(),
-        )?;
-        let settings = Settings {
-            preset: self.preset,
-            crf: self.crf,
-            keyint_seconds: self.keyint,
-            threads: self.threads,
-            film_grain: self.film_grain,
-            copy_audio: self.copy_audio,
-            dynamic_hdr_base_layer: self.dynamic_hdr_base_layer,
-            reencode_av1: self.reencode_av1,
-            svt_params: self.svt_params.clone(),
-            tables,
-            ..Settings::default()
-        };
-        settings.validate()?;
-        Ok(settings)
-    }
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
-}
-
 fn version() -> &'static str {
     Box::leak(
         format!("{} (SVT-AV1 {})", env!("CARGO_PKG_VERSION"), av1core::encode::svt::version())
@@ -156,7 +88,7 @@ fn main() -> std::process::ExitCode {
         None => match &cli.master_url {
             Some(url) => cli.encoder.settings().and_then(|fallback| {
                 let drain = signals::install_drain();
-                remote::run(url, &cli.remote, fallback, cli.encoder.threads, drain)?;
+                remote::run(url, &cli.remote.config()?, fallback, cli.encoder.threads, drain)?;
                 Ok(std::process::ExitCode::SUCCESS)
             }),
             None => Err(anyhow::anyhow!(

@@ -32,6 +32,20 @@ use ureq::tls::TlsConfig;
 
 use crate::tls::{self, Trust};
 
+/// `FILE_DISTRIBUTION_MODE`: how the worker gets a job's source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileDistribution {
+    /// Shared storage when this worker sees the file with the right size, else download.
+    #[default]
+    Auto,
+    /// Always download the source and upload the result (no media mount needed).
+    #[value(name = "true")]
+    Always,
+    /// Never: shared storage only (the file must be visible through `PATH_MAP`).
+    #[value(name = "false")]
+    Never,
+}
+
 /// A token: from the environment or a file, never from a flag (`ps` shows flags);
 /// `Debug` shows nothing of it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -43,78 +57,29 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Settings of the worker mode.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct RemoteArgs {
-    /// The token the master requires (`Authorization: Bearer`): set by the embedding
-    /// program, else read by [`RemoteArgs::token`] from `--token-file`,
-    /// `AV1_WORKER_TOKEN` or `AV1_TOKEN`.
-    #[arg(skip)]
+/// How the worker loop runs, in plain settings: the worker's command line makes them
+/// from its flags ([`crate::cli::RemoteArgs`]), `av1-master --local-worker` from its own.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// The token the master requires (`Authorization: Bearer`).
     pub token: Option<Secret>,
-    /// A file holding the token (the worker token or the admin token) [env
-    /// AV1_WORKER_TOKEN or AV1_TOKEN hold it otherwise].
-    #[arg(long, env = "AV1_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
     /// Name shown by the master; unique per worker [default: the host name].
-    #[arg(long, env = "WORKER_NAME")]
     pub name: Option<String>,
-    /// Master path prefixes and where this worker sees them: `/media=/mnt/media,...`.
-    #[arg(long, env = "PATH_MAP", value_delimiter = ',')]
-    pub path_map: Vec<String>,
+    /// Master path prefixes and where this worker sees them (`PATH_MAP`).
+    pub path_map: Vec<(PathBuf, PathBuf)>,
     /// CPU priority, 0 (normal) to 19 (lowest).
-    #[arg(long = "nice", env = "NICE_LEVEL", default_value_t = 19)]
     pub nice_level: i32,
     /// I/O priority class: 1 realtime, 2 best effort, 3 idle.
-    #[arg(long = "ionice", env = "IONICE_CLASS", default_value_t = 3)]
     pub ionice_class: u8,
     /// A result must be at least this many percent smaller (the master checks again).
-    #[arg(long, env = "MIN_SAVINGS_PERCENT", default_value_t = 5.0)]
     pub min_savings: f64,
-    /// auto: shared storage when this worker sees the file with the right size, else
-    /// download it, encode here and upload the result; true: always download; false:
-    /// never.
-    #[arg(long, env = "FILE_DISTRIBUTION_MODE", default_value = "auto")]
-    pub file_distribution: String,
-    /// Where the worker keeps calls not yet answered by the master
-    /// [default: $XDG_STATE_HOME/av1/worker-NAME].
-    #[arg(long, env = "WORKER_STATE")]
+    pub file_distribution: FileDistribution,
+    /// Where the worker keeps calls not yet answered [default: $XDG_STATE_HOME/av1/worker-NAME].
     pub state_dir: Option<PathBuf>,
     /// Seconds between claims when the queue is empty.
-    #[arg(long, default_value_t = 5.0)]
     pub poll: f64,
-    /// Certificates (PEM) trusted for an `https://` master instead of the public
-    /// authorities: the master's own self-signed certificate, or your CA's (docs/tls.md).
-    #[arg(long, env = "TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Set by `av1-master --local-worker`: the master is this very process.
-    #[arg(skip)]
-    pub own_process: bool,
-}
-
-impl RemoteArgs {
-    /// The token to send: given, else from `--token-file`, else `AV1_WORKER_TOKEN`, else
-    /// `AV1_TOKEN`.
-    pub fn token(&self) -> anyhow::Result<Option<String>> {
-        if let Some(t) = &self.token {
-            return Ok(Some(t.0.clone()));
-        }
-        if let Some(path) = &self.token_file {
-            let t = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the token file {}", path.display()))?;
-            return Ok(Some(t.trim().to_owned()));
-        }
-        let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
-        Ok(env("AV1_WORKER_TOKEN").or_else(|| env("AV1_TOKEN")))
-    }
-
     /// Whom to trust as the master over `https://`.
-    pub fn trust(&self) -> Trust {
-        match (&self.tls_ca, self.own_process) {
-            (_, true) => Trust::OwnProcess,
-            (Some(path), false) => Trust::Certificates(path.clone()),
-            (None, false) => Trust::Public,
-        }
-    }
+    pub trust: Trust,
 }
 
 /// The master's address and our credentials.
@@ -158,29 +123,21 @@ impl Master {
 /// `threads` stays this machine's choice.
 pub fn run(
     url: &str,
-    args: &RemoteArgs,
+    args: &RemoteConfig,
     fallback: av1core::Settings,
     threads: u32,
     drain: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     tls::check_url(url)?;
-    let tls = tls::config(&args.trust())?;
-    let maps = args
-        .path_map
-        .iter()
-        .map(|m| {
-            m.split_once('=')
-                .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
-                .with_context(|| format!("PATH_MAP entry {m:?} is not MASTER_PREFIX=LOCAL_PREFIX"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tls = tls::config(&args.trust)?;
+    let maps = &args.path_map;
     // Used until the master's settings arrive (they replace these, but for `threads`).
     let mut settings = fallback;
     let mut config_version = String::new();
     av1core::os::set_priority(args.nice_level, args.ionice_class)?;
     let master = Master {
         base: url.trim_end_matches('/').to_owned(),
-        token: args.token()?,
+        token: args.token.as_ref().map(|t| t.0.clone()),
         agent: tls::agent(&tls, Duration::from_secs(5), Duration::from_secs(3600)),
         tls,
     };
@@ -211,7 +168,14 @@ pub fn run(
             Some(r) => r,
             None => match master.post(urls::REGISTER, &info) {
                 Ok(a) if a.status == 200 => {
-                    let r: Registered = a.read()?;
+                    let r: Registered = match a.read() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!("registering: {e:#}");
+                            backoff.wait(&drain);
+                            continue;
+                        }
+                    };
                     let every =
                         Duration::try_from_secs_f64(r.heartbeat_seconds).unwrap_or(Duration::from_secs(10));
                     tracing::info!("registered with {} as {name} (worker {})", master.base, r.worker_id);
@@ -236,7 +200,15 @@ pub fn run(
         let exclude: Vec<i64> = no_room.keys().copied().collect();
         let claim = ClaimRequest { worker_id: worker, exclude };
         let ClaimReply { claimed, config_version: claimed_version } = match master.post(urls::CLAIM, &claim) {
-            Ok(a) if a.status == 200 => a.read()?,
+            // (Unreadable: the master is another version; its lease runs out.)
+            Ok(a) if a.status == 200 => match a.read() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("claiming: {e:#}");
+                    backoff.wait(&drain);
+                    continue;
+                }
+            },
             Ok(a) if a.status == 204 => {
                 sleep_unless(&drain, Duration::from_secs_f64(args.poll.max(0.1)));
                 continue;
@@ -268,7 +240,7 @@ pub fn run(
                 Err(e) => tracing::warn!("could not fetch the master's settings ({e:#}); using ours"),
             }
         }
-        match work(&master, &state_dir, &claimed, &maps, &settings, args, beat_every) {
+        match work(&master, &state_dir, &claimed, maps, &settings, args, beat_every) {
             Worked::Ended => {}
             Worked::NoRoom => {
                 // Left to others (or to later); the list is bounded so claims stay small.
@@ -355,7 +327,7 @@ fn work(
     c: &Claimed,
     maps: &[(PathBuf, PathBuf)],
     settings: &av1core::Settings,
-    args: &RemoteArgs,
+    args: &RemoteConfig,
     beat_every: Duration,
 ) -> Worked {
     let id = c.job.file_id;
@@ -378,10 +350,10 @@ fn work(
     };
     // Shared storage when the file is visible with the right size (or forced), else
     // file distribution (download, encode here, upload).
-    let shared = match args.file_distribution.as_str() {
-        "true" => false,
-        "false" => true,
-        _ => seen.is_ok(),
+    let shared = match args.file_distribution {
+        FileDistribution::Always => false,
+        FileDistribution::Never => true,
+        FileDistribution::Auto => seen.is_ok(),
     };
     if let (true, Err(what)) = (shared, &seen) {
         // This worker's setup, not the file: give the job back (another worker may see
@@ -433,15 +405,24 @@ fn work(
                     progress: reported(p.as_ref(), size, cpu, rss),
                 };
                 match m.post(&urls::heartbeat(id), &beat) {
-                    Ok(a) if a.status == 200 && a.read::<HeartbeatReply>().is_ok_and(|r| r.cancel) => {
-                        cancelled.store(true, Ordering::SeqCst);
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    Ok(a) if a.status == 409 => {
+                    Ok(a) if a.status == 200 => match a.read::<HeartbeatReply>() {
+                        Ok(r) if r.cancel => {
+                            cancelled.store(true, Ordering::SeqCst);
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("heartbeat: {e:#}"),
+                    },
+                    // Not our lease any more — or heartbeats the master will never
+                    // take (another version): the lease cannot be kept, so the job ends.
+                    Ok(a) if a.status == 409 || ErrorKind::is_final(a.status) => {
+                        if a.status != 409 {
+                            tracing::error!("heartbeat refused ({} {}): dropping the job", a.status, a.text);
+                        }
                         stale.store(true, Ordering::SeqCst);
                         stop.store(true, Ordering::SeqCst);
                     }
-                    Ok(_) => {}
+                    Ok(a) => tracing::warn!("heartbeat: {} {}", a.status, a.text),
                     Err(e) => tracing::warn!("heartbeat: {e:#}"),
                 }
                 let until = Instant::now() + beat_every;

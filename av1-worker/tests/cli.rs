@@ -3,15 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-fn ffmpeg(dir: &Path, args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .current_dir(dir)
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
+use av1_testkit::ffmpeg;
 
 fn worker(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_av1-worker"))
@@ -125,4 +117,34 @@ fn ctrl_c_stops_a_single_file_within_a_second_and_leaves_nothing() {
     assert!(!dir.join("out.mkv").exists(), "an output after Ctrl-C");
     assert!(!partial(), "the partial output was left");
     assert_eq!(std::fs::read(dir.join("long.mp4")).unwrap(), source, "the source was touched");
+}
+
+/// Settings that name a choice are checked at start: an unknown value is an error that
+/// says what is allowed, not a silent default.
+#[test]
+fn unknown_settings_are_refused_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    for (var, value, says) in [
+        ("FILE_ORDER", "biggest", "oldest, newest, largest or smallest"),
+        ("MIN_SAVINGS_PERCENT", "150", "from 0 to below 100"),
+        ("MIN_SAVINGS_PERCENT", "lots", "from 0 to below 100"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_av1-worker"))
+            .env(var, value)
+            .args(["transcode", "--dry-run", dir])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(stderr.contains(says) && stderr.contains(value), "{var}={value}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_av1-worker"))
+        .env("FILE_DISTRIBUTION_MODE", "sometimes")
+        .arg("http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sometimes") && stderr.contains("auto, true, false"), "{stderr}");
 }

@@ -3,49 +3,13 @@
 //! run again. After every run: each original is byte-identical or replaced by a file
 //! that decodes as AV1, no temporary file is left in the library, nothing is running.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn ffmpeg(dir: &Path, args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .current_dir(dir)
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A noisy H.264 clip with AAC audio: compresses well to AV1 (a "done" file).
-fn good_clip(dir: &Path, name: &str, seconds: u32) {
-    let d = seconds.to_string();
-    ffmpeg(
-        dir,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=s=160x120:r=24:d={d},noise=alls=12:allf=t"),
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=d={d}"),
-            "-c:v",
-            "libx264",
-            "-crf",
-            "12",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            name,
-        ],
-    );
-}
+use av1_testkit::process::kill_at;
+use av1_testkit::queue::{assert_settled, statuses};
+use av1_testkit::{assert_av1, clip, ffmpeg, tree};
 
 /// Heavy noise squeezed to a tiny bit rate: its AV1 result is far bigger.
 fn not_worth_it_clip(dir: &Path, name: &str) {
@@ -98,109 +62,11 @@ fn run(mut c: Command) -> Output {
     out
 }
 
-/// Runs with `AV1_PAUSE_AT=point`, waits until the program says it is there, and
-/// kills it with SIGKILL.
-fn kill_at(mut c: Command, point: &str) {
-    let mut child =
-        c.env("AV1_PAUSE_AT", point).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let marker = format!("paused at {point}");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&marker) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let reached = rx.recv_timeout(Duration::from_secs(60)).is_ok();
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    assert!(reached, "{point} was not reached ({status})");
-}
-
-/// Every file of the library, hidden ones included, with its content.
-fn snapshot(lib: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut dirs = vec![lib.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                dirs.push(e.path());
-            } else {
-                out.insert(
-                    e.path().strip_prefix(lib).unwrap().to_path_buf(),
-                    std::fs::read(e.path()).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// No hidden (temporary or staged) file anywhere in the library.
 fn assert_no_temp_files(lib: &Path) {
-    let hidden: Vec<_> = snapshot(lib)
-        .into_keys()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .collect();
+    let hidden: Vec<_> =
+        tree(lib).into_keys().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.')).collect();
     assert!(hidden.is_empty(), "temporary files left in the library: {hidden:?}");
-}
-
-/// The file is AV1 in Matroska and every frame decodes (read by ffmpeg, not by us).
-fn assert_decodes_as_av1(path: &Path) {
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "av1", "{}", path.display());
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-xerror", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        decode.status.success() && decode.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&decode.stderr)
-    );
-}
-
-/// Status of each file in the queue, by file name.
-fn statuses(db: &Path) -> BTreeMap<String, (String, Option<String>)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut st = conn.prepare("SELECT path, status, reason FROM files").unwrap();
-    let rows = st
-        .query_map([], |r| {
-            let path: String = r.get(0)?;
-            let name = Path::new(&path).file_name().unwrap().to_string_lossy().into_owned();
-            Ok((name, (r.get(1)?, r.get(2)?)))
-        })
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
-fn assert_queue_settled(db: &Path) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let running: i64 =
-        conn.query_row("SELECT COUNT(*) FROM files WHERE status = 'running'", [], |r| r.get(0)).unwrap();
-    let pending_replacements: i64 =
-        conn.query_row("SELECT COUNT(*) FROM replacements", [], |r| r.get(0)).unwrap();
-    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-    assert_eq!((running, pending_replacements, integrity.as_str(), mode.as_str()), (0, 0, "ok", "wal"));
 }
 
 fn status(s: &str, reason: Option<&str>) -> (String, Option<String>) {
@@ -213,13 +79,13 @@ fn a_library_is_transcoded_replaced_summarised_and_resumed() {
     let lib = d.path().join("lib");
     let db = d.path().join("state/queue.sqlite");
     std::fs::create_dir_all(lib.join("Series")).unwrap();
-    good_clip(&lib, "Movie.mp4", 1);
-    good_clip(&lib.join("Series"), "Episode.mkv", 1);
+    clip(&lib, "Movie.mp4", 1);
+    clip(&lib.join("Series"), "Episode.mkv", 1);
     not_worth_it_clip(&lib, "Noise.mkv");
     av1_clip(&lib, "Already.mkv");
     std::fs::write(lib.join("Broken.mkv"), vec![0x5a; 4096]).unwrap();
     std::fs::write(lib.join("notes.txt"), b"not a video").unwrap();
-    let originals = snapshot(&lib);
+    let originals = tree(&lib);
 
     // The dry run changes nothing and creates no queue.
     let dry = run(worker(&lib, &db, &["--dry-run"]));
@@ -229,7 +95,7 @@ fn a_library_is_transcoded_replaced_summarised_and_resumed() {
         assert!(table.contains(name), "{name} missing from\n{table}");
     }
     assert!(table.contains("skip (already AV1)") && table.contains("fail:"), "{table}");
-    assert_eq!(snapshot(&lib), originals);
+    assert_eq!(tree(&lib), originals);
     assert!(!db.exists());
 
     let out = run(worker(&lib, &db, &["--testing-mode", "--json"]));
@@ -242,19 +108,19 @@ fn a_library_is_transcoded_replaced_summarised_and_resumed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Summary") && stderr.contains("Broken.mkv"), "{stderr}");
 
-    let after = snapshot(&lib);
+    let after = tree(&lib);
     // Replaced: Movie.mp4 became Movie.mkv, its original kept as Movie.mp4.bak.
     assert!(!lib.join("Movie.mp4").exists());
-    assert_decodes_as_av1(&lib.join("Movie.mkv"));
+    assert_av1(&lib.join("Movie.mkv"));
     assert_eq!(after[Path::new("Movie.mp4.bak")], originals[Path::new("Movie.mp4")]);
-    assert_decodes_as_av1(&lib.join("Series/Episode.mkv"));
+    assert_av1(&lib.join("Series/Episode.mkv"));
     assert_eq!(after[Path::new("Series/Episode.mkv.bak")], originals[Path::new("Series/Episode.mkv")]);
     // Untouched: not worth it, already AV1, broken, not a video.
     for name in ["Noise.mkv", "Already.mkv", "Broken.mkv", "notes.txt"] {
         assert_eq!(after[Path::new(name)], originals[Path::new(name)], "{name}");
     }
     assert_no_temp_files(&lib);
-    assert_queue_settled(&db);
+    assert_settled(&db);
     let st = statuses(&db);
     assert_eq!(st["Movie.mkv"], status("done", None));
     assert_eq!(st["Episode.mkv"], status("done", None));
@@ -277,19 +143,19 @@ fn a_library_is_transcoded_replaced_summarised_and_resumed() {
     assert_eq!(summary["scan"]["unchanged"], 5, "{summary}");
     assert_eq!(summary["scan"]["new"], 0);
     assert_eq!(summary["done"], 0);
-    assert_eq!(snapshot(&lib), after);
+    assert_eq!(tree(&lib), after);
 
     // Re-encoding the results keeps the true originals as backups.
     let reencode = run(worker(&lib, &db, &["--testing-mode", "--reencode", "--crf", "45", "--json"]));
     let summary: serde_json::Value = serde_json::from_slice(&reencode.stdout).unwrap();
     assert_eq!(summary["done"], 3, "Movie, Episode and the AV1 source: {summary}");
-    let last = snapshot(&lib);
+    let last = tree(&lib);
     assert_ne!(last[Path::new("Movie.mkv")], after[Path::new("Movie.mkv")]);
     assert_eq!(last[Path::new("Movie.mp4.bak")], originals[Path::new("Movie.mp4")]);
     assert_eq!(last[Path::new("Series/Episode.mkv.bak")], originals[Path::new("Series/Episode.mkv")]);
     assert_eq!(last[Path::new("Already.mkv.bak")], originals[Path::new("Already.mkv")]);
     assert_no_temp_files(&lib);
-    assert_queue_settled(&db);
+    assert_settled(&db);
 
     // A file deleted from disk leaves the queue on the next scan.
     std::fs::remove_file(lib.join("Broken.mkv")).unwrap();
@@ -305,7 +171,7 @@ fn killed_while_encoding_then_run_again() {
     let lib = d.path().join("lib");
     let db = d.path().join("queue.sqlite");
     std::fs::create_dir_all(&lib).unwrap();
-    good_clip(&lib, "Film.mkv", 2);
+    clip(&lib, "Film.mkv", 2);
     let original = std::fs::read(lib.join("Film.mkv")).unwrap();
 
     kill_at(worker(&lib, &db, &[]), "job:encoding");
@@ -317,9 +183,9 @@ fn killed_while_encoding_then_run_again() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("queued again") && stderr.contains("orphaned temporary file"), "{stderr}");
-    assert_decodes_as_av1(&lib.join("Film.mkv"));
+    assert_av1(&lib.join("Film.mkv"));
     assert_no_temp_files(&lib);
-    assert_queue_settled(&db);
+    assert_settled(&db);
     assert_eq!(statuses(&db)["Film.mkv"].0, "done");
 }
 
@@ -330,7 +196,7 @@ fn killed_at_every_step_of_a_replacement_loses_nothing() {
         let lib = d.path().join("lib");
         let db = d.path().join("queue.sqlite");
         std::fs::create_dir_all(&lib).unwrap();
-        good_clip(&lib, "Film.mp4", 1);
+        clip(&lib, "Film.mp4", 1);
         let original = std::fs::read(lib.join("Film.mp4")).unwrap();
 
         kill_at(worker(&lib, &db, &["--testing-mode"]), point);
@@ -342,7 +208,7 @@ fn killed_at_every_step_of_a_replacement_loses_nothing() {
             "{point}: neither the original nor the result"
         );
         if mkv.exists() {
-            assert_decodes_as_av1(&mkv);
+            assert_av1(&mkv);
         }
 
         let out = run(worker(&lib, &db, &["--testing-mode"]));
@@ -350,10 +216,10 @@ fn killed_at_every_step_of_a_replacement_loses_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("finished an interrupted replacement"), "{point}: {stderr}");
         assert!(!mp4.exists(), "{point}");
-        assert_decodes_as_av1(&mkv);
+        assert_av1(&mkv);
         assert_eq!(std::fs::read(lib.join("Film.mp4.bak")).unwrap(), original, "{point}");
         assert_no_temp_files(&lib);
-        assert_queue_settled(&db);
+        assert_settled(&db);
         assert_eq!(statuses(&db)["Film.mkv"], status("done", None), "{point}");
     }
 }
@@ -364,13 +230,13 @@ fn a_name_clash_never_overwrites() {
     let lib = d.path().join("lib");
     let db = d.path().join("queue.sqlite");
     std::fs::create_dir_all(&lib).unwrap();
-    good_clip(&lib, "Film.mp4", 1);
+    clip(&lib, "Film.mp4", 1);
     std::fs::write(lib.join("Film.mkv"), b"someone else's file, not a video").unwrap();
-    let originals = snapshot(&lib);
+    let originals = tree(&lib);
 
     let out = run(worker(&lib, &db, &[]));
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(snapshot(&lib), originals);
+    assert_eq!(tree(&lib), originals);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (st, detail): (String, String) = conn
         .query_row("SELECT status, detail FROM files WHERE path LIKE '%Film.mp4'", [], |r| {
@@ -418,7 +284,7 @@ fn sigterm_abandons_the_current_file_cleanly() {
     assert_eq!(status.code(), Some(130));
     assert_eq!(std::fs::read(lib.join("Long.mkv")).unwrap(), original);
     assert_no_temp_files(&lib);
-    assert_queue_settled(&db);
+    assert_settled(&db);
     assert_eq!(statuses(&db)["Long.mkv"].0, "pending");
 }
 
@@ -430,7 +296,7 @@ fn temp_dir_setting_is_followed() {
     let db = d.path().join("queue.sqlite");
     std::fs::create_dir_all(&lib).unwrap();
     std::fs::create_dir_all(&temp).unwrap();
-    good_clip(&lib, "Film.mkv", 1);
+    clip(&lib, "Film.mkv", 1);
     // Somebody else's files in TEMP_DIR stay, even ones named like ours.
     std::fs::write(temp.join(".7-Old.mkv.av1-verified"), b"another run's").unwrap();
     std::fs::write(temp.join("someone-elses.txt"), b"keep me").unwrap();
@@ -441,7 +307,7 @@ fn temp_dir_setting_is_followed() {
     assert!(out.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["done"], 1, "{summary}");
-    assert_decodes_as_av1(&lib.join("Film.mkv"));
+    assert_av1(&lib.join("Film.mkv"));
     // Only our own directory was used, and it is empty after the job.
     let mut names: Vec<_> = std::fs::read_dir(&temp)
         .unwrap()
@@ -466,7 +332,7 @@ fn puid_and_pgid_own_the_result() {
     let d = tempfile::tempdir().unwrap();
     let lib = d.path().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
-    good_clip(&lib, "Film.mkv", 1);
+    clip(&lib, "Film.mkv", 1);
     let mut c = worker(&lib, &d.path().join("queue.sqlite"), &["--json"]);
     c.env("PUID", "4321").env("PGID", "4322");
     let out = run(c);

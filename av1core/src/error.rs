@@ -60,6 +60,11 @@ pub enum Error {
     /// The cancel flag was raised.
     #[error("cancelled")]
     Cancelled,
+    /// A stage of the pipeline ended because another one stopped first: a consequence,
+    /// never the cause — `transcode` reports the other stage's error instead, so callers
+    /// meet it only if no stage said why.
+    #[error("the {stage} stage stopped because another stage stopped")]
+    Stopped { stage: &'static str },
 }
 
 impl Error {

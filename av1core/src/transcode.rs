@@ -85,9 +85,8 @@ pub(crate) enum Msg<T> {
 /// What a stage returns when it stops because a neighbour stopped first: not the
 /// cause, just a consequence (the neighbour's own error is reported instead).
 pub(crate) fn stopped(stage: &'static str) -> Error {
-    Error::Internal { stage, message: STOPPED.into() }
+    Error::Stopped { stage }
 }
-const STOPPED: &str = "stopped because another stage stopped";
 
 /// How many frames may wait between decoder and encoder, and packets between demuxer
 /// and decoders: enough to keep both busy, small enough to bound memory.
@@ -277,7 +276,7 @@ fn pick_error(muxed: Result<u64>, stages: [Result<()>; 5], cancel: &AtomicBool) 
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
-    let is_consequence = |e: &Error| matches!(e, Error::Internal { message, .. } if message == STOPPED);
+    let is_consequence = |e: &Error| matches!(e, Error::Stopped { .. });
     let mut first_consequence = None;
     for r in stages {
         match r {

@@ -1,5 +1,6 @@
-//! Fixtures for the integration tests: tiny clips made by the `ffmpeg` program (a test
-//! tool only; the product never runs it), and independent checks with `ffprobe`.
+//! Fixtures for the pipeline's integration tests: tiny clips made by the `ffmpeg`
+//! program (a test tool only; the product never runs it), and independent checks with
+//! `ffprobe` — what other crates' tests share too comes from av1-testkit.
 
 #![allow(dead_code)]
 
@@ -9,27 +10,9 @@ use std::sync::atomic::AtomicBool;
 
 use av1core::{Decision, Plan, Report, Settings};
 
-/// Runs `ffmpeg -v error -y ARGS`; panics with its message on failure.
-pub fn ffmpeg(dir: &Path, args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .current_dir(dir)
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (make test installs it)");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// `ffprobe` JSON of streams, format and chapters.
-pub fn ffprobe(path: &Path) -> serde_json::Value {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format", "-show_chapters"])
-        .arg(path)
-        .output()
-        .expect("ffprobe is installed");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON")
-}
+pub use av1_testkit::ffmpeg;
+#[allow(unused_imports)] // not every test file probes
+pub use av1_testkit::media::ffprobe_json as ffprobe;
 
 /// Streams of one codec type from ffprobe's JSON.
 pub fn streams<'a>(probe: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
@@ -38,21 +21,11 @@ pub fn streams<'a>(probe: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_js
 
 /// Frames of the first video stream that decode, counted by ffprobe (libdav1d).
 pub fn decoded_frames(path: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    let frames = av1_testkit::probe(
+        path,
+        &["-select_streams", "v:0", "-count_frames", "-show_entries", "stream=nb_read_frames"],
+    );
+    frames.parse().unwrap_or(0)
 }
 
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
