@@ -228,60 +228,74 @@ fn work(
         }
         other => other.map_err(|e| e.naming(&names))?,
     };
-    match Stamp::of_link(source) {
-        Ok(now) if now == before => {}
-        Ok(_) => {
-            return Err(Error::SourceChanged {
-                path: source.into(),
-                what: "it was modified while encoding".into(),
-            })
-        }
-        Err(e) => {
-            let what = match e.kind() {
-                std::io::ErrorKind::NotFound => "it disappeared while encoding".to_owned(),
-                _ => format!("it cannot be read any more after the encode ({e})"),
-            };
-            return Err(Error::SourceChanged { path: source.into(), what });
-        }
-    }
+    source_unchanged(source, before)?;
     if report.output_size > limit {
-        let saved = 100.0 * (1.0 - report.output_size as f64 / before.size.max(1) as f64);
-        let compared =
-            if saved < 0.0 { format!("{:.1}% larger", -saved) } else { format!("{saved:.1}% smaller") };
-        return Ok(Outcome::Skipped {
-            reason: SkipReason::NotWorthIt,
-            detail: format!(
-                "the result ({} bytes) would be {compared}; at least {}% smaller is required",
-                report.output_size, cfg.min_savings_percent
-            ),
-        });
+        return Ok(not_worth_it(report.output_size, before.size, cfg.min_savings_percent));
     }
     if encoded != staged {
         copy_synced(&encoded, &staged)?;
         let _ = std::fs::remove_file(&encoded);
     }
     on_phase(Phase::Replacing);
-    // Held open from here to the rename: a link or another file planted under the
-    // name is refused, never followed.
-    let held = Staged::open(&job.root, &staged)?;
-    if held.stamp()?.size != report.output_size {
-        return Err(Error::SourceChanged {
-            path: staged.clone(),
-            what: "the name no longer holds the result that was written and verified".into(),
-        });
-    }
     let facts = EncodeFacts {
         encoder: report.encoder.clone(),
         fps: report.fps,
         elapsed: report.elapsed.as_secs_f64(),
         settings: Some(plan.video.settings_json()),
     };
-    match replace::replace(queue, job.file_id, source, before, &held, &facts, &cfg.replace) {
+    place(queue, job, before, &staged, report.output_size, &facts, cfg)
+}
+
+/// The source as it was when the job opened it (an lstat: same size, mtime, inode),
+/// else [`Error::SourceChanged`] saying how.
+fn source_unchanged(source: &Path, before: Stamp) -> Result<()> {
+    let what = match Stamp::of_link(source) {
+        Ok(now) if now == before => return Ok(()),
+        Ok(_) => "it was modified while encoding".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it disappeared while encoding".to_owned(),
+        Err(e) => format!("it cannot be read any more after the encode ({e})"),
+    };
+    Err(Error::SourceChanged { path: source.into(), what })
+}
+
+/// A result of `size` bytes is not enough smaller than its `original`.
+fn not_worth_it(size: u64, original: u64, min_savings_percent: f64) -> Outcome {
+    let saved = 100.0 * (1.0 - size as f64 / original.max(1) as f64);
+    let compared =
+        if saved < 0.0 { format!("{:.1}% larger", -saved) } else { format!("{saved:.1}% smaller") };
+    Outcome::Skipped {
+        reason: SkipReason::NotWorthIt,
+        detail: format!(
+            "the result ({size} bytes) would be {compared}; at least {min_savings_percent}% smaller is required"
+        ),
+    }
+}
+
+/// Puts the verified result at `staged` in place of the job's source (crash-safe, see
+/// `replace`); past the replacement's record, whatever goes wrong is finished or undone
+/// by recovery, for this file's record only, which says which.
+fn place(
+    queue: &mut Queue,
+    job: &Job,
+    before: Stamp,
+    staged: &Path,
+    size: u64,
+    facts: &EncodeFacts,
+    cfg: &JobSettings,
+) -> Result<Outcome> {
+    // Held open from here to the rename: a link or another file planted under the
+    // name is refused, never followed.
+    let held = Staged::open(&job.root, staged)?;
+    if held.stamp()?.size != size {
+        return Err(Error::SourceChanged {
+            path: staged.into(),
+            what: "the name no longer holds the result that was written and verified".into(),
+        });
+    }
+    match replace::replace(queue, job.file_id, &job.path, before, &held, facts, &cfg.replace) {
         Ok(done) => Ok(Outcome::Done(done)),
         // Not recorded (or another replacement's record): nothing to settle.
         Err(e @ Error::Database { .. }) => Err(e),
-        // Past the record, whatever went wrong, recovery finishes or undoes it (for
-        // this file's record only) and says which.
         Err(e) => match replace::recover_file(queue, job.file_id)? {
             Some(replace::Recovered::Finished(done)) => Ok(Outcome::Done(done)),
             _ => Err(e),

@@ -131,24 +131,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let db = cfg.db.clone().unwrap_or_else(default_db);
     let tokens = tokens(&cfg, os_parent(&db))?;
     http::raise_open_files_limit();
-    let mut queue = Queue::open(&db).with_context(|| format!("opening the queue {}", db.display()))?;
-    for r in replace::recover(&mut queue)? {
-        tracing::info!("interrupted replacement handled at start: {r:?}");
-    }
-    // Workers may have gone on encoding while the master was down: their leases get a
-    // fresh timeout instead of running out at once.
     let lease_timeout = Duration::from_secs(cfg.lease_timeout.max(1));
-    let extended = queue.extend_leases(lease_timeout)?;
-    if extended > 0 {
-        tracing::info!("{extended} job(s) still leased to workers: waiting for their heartbeats");
-    }
-    let requeued = queue.requeue_unleased()?;
-    if requeued > 0 {
-        tracing::info!(
-            "{requeued} file(s) whose result was being checked when the master stopped are queued again"
-        );
-    }
-    drop(queue);
+    recover(&db, lease_timeout)?;
 
     // The encoder settings and tables are the master's: the scanner plans with them and
     // workers fetch them (`GET /api/v1/config`), again whenever the version changes.
@@ -200,42 +184,83 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("no signal handler: {e}");
     }
     if cfg.local_worker {
-        // The address we listen on (loopback for a wildcard): while this process runs,
-        // no other can listen there, so the token goes to no one else.
-        let ip = match addr.ip() {
-            ip if !ip.is_unspecified() => ip,
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        };
-        let url = format!("{scheme}://{}", SocketAddr::new(ip, addr.port()));
-        let local = av1_worker::remote::RemoteConfig {
-            token: tokens.admin().map(|t| av1_worker::remote::Secret(t.to_owned())),
-            name: Some(format!("{}-local", rustix::system::uname().nodename().to_string_lossy())),
-            path_map: Vec::new(),
-            nice_level: 19,
-            ionice_class: 3,
-            min_savings: cfg.min_savings,
-            file_distribution: av1_worker::remote::FileDistribution::Never,
-            state_dir: None,
-            poll: 2.0,
-            trust: av1_worker::tls::Trust::OwnProcess,
-        };
-        let fallback = state.policy.settings.clone();
-        let (drain, threads) = (drain.clone(), cfg.encoder.threads);
-        std::thread::Builder::new()
-            .name("local-worker".into())
-            .spawn(move || {
-                // Its own thread: the lowered priority stays with it and its encoder.
-                if let Err(e) = av1_worker::remote::run(&url, &local, fallback, threads, drain) {
-                    tracing::error!("the local worker stopped: {e:#}");
-                }
-            })
-            .expect("spawning the local worker");
-        tracing::info!("a local worker works for this master");
+        start_local_worker(&cfg, &state, addr, scheme, &tokens, drain.clone());
     }
-    // Front threads answer the short calls; as many bulk threads take transfers, result
-    // checks and unread bodies, with a bounded wait list (503 beyond it).
-    let threads = cfg.http_threads.max(1);
+    serve_http(&server, &state, cfg.http_threads);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Start-up: finishes or undoes the replacements a crash interrupted; jobs still leased
+/// to workers get a fresh timeout (they may have gone on encoding while the master was
+/// down); results left unchecked are queued again.
+fn recover(db: &std::path::Path, lease_timeout: Duration) -> anyhow::Result<()> {
+    let mut queue = Queue::open(db).with_context(|| format!("opening the queue {}", db.display()))?;
+    for r in replace::recover(&mut queue)? {
+        tracing::info!("interrupted replacement handled at start: {r:?}");
+    }
+    let extended = queue.extend_leases(lease_timeout)?;
+    if extended > 0 {
+        tracing::info!("{extended} job(s) still leased to workers: waiting for their heartbeats");
+    }
+    let requeued = queue.requeue_unleased()?;
+    if requeued > 0 {
+        tracing::info!(
+            "{requeued} file(s) whose result was being checked when the master stopped are queued again"
+        );
+    }
+    Ok(())
+}
+
+/// `--local-worker`: the worker loop in a thread of this process, calling the address
+/// the master listens on with the admin token.
+fn start_local_worker(
+    cfg: &Config,
+    state: &state::State,
+    addr: SocketAddr,
+    scheme: &str,
+    tokens: &auth::Tokens,
+    drain: Arc<std::sync::atomic::AtomicBool>,
+) {
+    // The address we listen on (loopback for a wildcard): while this process runs,
+    // no other can listen there, so the token goes to no one else.
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    };
+    let url = format!("{scheme}://{}", SocketAddr::new(ip, addr.port()));
+    let local = av1_worker::remote::RemoteConfig {
+        token: tokens.admin().map(|t| av1_worker::remote::Secret(t.to_owned())),
+        name: Some(format!("{}-local", rustix::system::uname().nodename().to_string_lossy())),
+        path_map: Vec::new(),
+        nice_level: 19,
+        ionice_class: 3,
+        min_savings: cfg.min_savings,
+        file_distribution: av1_worker::remote::FileDistribution::Never,
+        state_dir: None,
+        poll: 2.0,
+        trust: av1_worker::tls::Trust::OwnProcess,
+    };
+    let fallback = state.policy.settings.clone();
+    let threads = cfg.encoder.threads;
+    std::thread::Builder::new()
+        .name("local-worker".into())
+        .spawn(move || {
+            // Its own thread: the lowered priority stays with it and its encoder.
+            if let Err(e) = av1_worker::remote::run(&url, &local, fallback, threads, drain) {
+                tracing::error!("the local worker stopped: {e:#}");
+            }
+        })
+        .expect("spawning the local worker");
+    tracing::info!("a local worker works for this master");
+}
+
+/// The HTTP threads until a stop: front threads answer the short calls; as many bulk
+/// threads take transfers, result checks and unread bodies.
+fn serve_http(server: &Arc<tiny_http::Server>, state: &Arc<state::State>, threads: usize) {
+    // A bounded wait list for the bulk threads (503 beyond it).
+    let threads = threads.max(1);
     let (bulk_tx, bulk_rx) = crossbeam_channel::bounded(16 * threads);
     std::thread::scope(|s| {
         for i in 0..threads {
@@ -251,8 +276,6 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 .expect("spawning an HTTP thread");
         }
     });
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The admin token (`AV1_TOKEN`, `--token-file`, or kept in `state_dir`) and the worker

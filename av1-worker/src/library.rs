@@ -106,10 +106,39 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     let _lock = lock(&db)?;
     let _root_locks = lock_roots(&roots)?;
     let mut queue = Queue::open(&db).with_context(|| format!("opening the queue {}", db.display()))?;
-    let mut summary = Summary::default();
+    let mut summary = Summary { recovered_replacements: recover(&mut queue)?, ..Summary::default() };
+    let temp_dir = own_temp_dir(la, &db)?;
+    summary.scan = scan_library(&mut queue, &roots, &settings, probe_threads)?;
+    after_scan(&mut queue, la, &summary.scan)?;
+    let cfg = JobSettings {
+        settings,
+        min_savings_percent: la.min_savings,
+        replace: replace::Options { testing_mode: la.testing_mode, owner: la.puid.zip(la.pgid) },
+        temp_dir,
+        ..JobSettings::default()
+    };
+    work_through(&mut queue, &roots, &cfg, order, &mut summary)?;
+    summary.library = queue.counts(&roots)?;
+    summary.left_pending = summary.library.pending as usize;
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    print_summary(&summary, &queue, &roots)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(if summary.interrupted {
+        ExitCode::from(crate::single::EXIT_INTERRUPTED)
+    } else if summary.library.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
-    for r in replace::recover(&mut queue)? {
-        summary.recovered_replacements += 1;
+/// Finishes or undoes the replacements a crash interrupted, and queues again what an
+/// earlier run left running; how many replacements there were.
+fn recover(queue: &mut Queue) -> anyhow::Result<usize> {
+    let recovered = replace::recover(queue)?;
+    for r in &recovered {
         match r {
             replace::Recovered::Finished(d) => {
                 tracing::info!("finished an interrupted replacement: {}", d.path.display())
@@ -123,31 +152,36 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     if requeued > 0 {
         tracing::info!("{requeued} file(s) interrupted by an earlier run are queued again");
     }
-    // Our own directory inside TEMP_DIR (one per queue), so that runs sharing TEMP_DIR
-    // never touch each other's files.
-    let temp_dir = la.temp_dir.as_ref().map(|t| {
-        let canonical = std::fs::canonicalize(&db).unwrap_or_else(|_| db.clone());
-        let id = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex();
-        t.join(format!("av1-standalone-{}", &id[..12]))
-    });
-    if let Some(dir) = &temp_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the temp dir {}", dir.display()))?;
-        let n = job::clean_temp_dir(dir)?;
-        if n > 0 {
-            tracing::info!("removed {n} leftover temporary file(s) from {}", dir.display());
-        }
-    }
+    Ok(recovered.len())
+}
 
-    summary.scan = scan_library(&mut queue, &roots, &settings, probe_threads)?;
+/// Our own directory inside TEMP_DIR (one per queue), so that runs sharing TEMP_DIR
+/// never touch each other's files; emptied of what an earlier run left.
+fn own_temp_dir(la: &LibraryArgs, db: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let Some(t) = &la.temp_dir else { return Ok(None) };
+    let canonical = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    let id = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex();
+    let dir = t.join(format!("av1-standalone-{}", &id[..12]));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating the temp dir {}", dir.display()))?;
+    let n = job::clean_temp_dir(&dir)?;
+    if n > 0 {
+        tracing::info!("removed {n} leftover temporary file(s) from {}", dir.display());
+    }
+    Ok(Some(dir))
+}
+
+/// After the scan: our orphaned temporary files removed, problems said, and what
+/// `--retry` and `--reencode` ask queued again.
+fn after_scan(queue: &mut Queue, la: &LibraryArgs, scan: &scan::ScanReport) -> anyhow::Result<()> {
     // Nothing else works on this queue (it is locked) and no replacement is pending
     // any more: every temporary file of ours in the library is an orphan.
-    for orphan in &summary.scan.ours {
+    for orphan in &scan.ours {
         match std::fs::remove_file(orphan) {
             Ok(()) => tracing::info!("removed an orphaned temporary file: {}", orphan.display()),
             Err(e) => tracing::warn!("could not remove {}: {e}", orphan.display()),
         }
     }
-    for p in &summary.scan.problems {
+    for p in &scan.problems {
         tracing::warn!("{p}");
     }
     if la.retry {
@@ -159,16 +193,20 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
             queue.requeue(Status::Done, &[])? + queue.requeue(Status::Skipped, &[SkipReason::AlreadyAv1])?;
         tracing::info!("{n} file(s) queued to be encoded again");
     }
+    Ok(())
+}
 
-    let cfg = JobSettings {
-        settings,
-        min_savings_percent: la.min_savings,
-        replace: replace::Options { testing_mode: la.testing_mode, owner: la.puid.zip(la.pgid) },
-        temp_dir: temp_dir.clone(),
-        ..JobSettings::default()
-    };
+/// The job loop: claims, runs and records jobs until the queue is empty or a stop is
+/// asked; what came of them goes into `summary`.
+fn work_through(
+    queue: &mut Queue,
+    roots: &[PathBuf],
+    cfg: &JobSettings,
+    order: FileOrder,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let control = crate::signals::install("abandoning the current file; it stays queued");
-    let before = queue.counts(&roots)?;
+    let before = queue.counts(roots)?;
     let mut bars = LibraryBars::new(before.pending as usize, before.pending_bytes);
     let mut deferred = Vec::new();
     loop {
@@ -176,9 +214,9 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
             summary.interrupted = true;
             break;
         }
-        let Some(job) = queue.claim_next("standalone", order, &deferred, &roots)? else { break };
+        let Some(job) = queue.claim_next("standalone", order, &deferred, roots)? else { break };
         bars.start(&job);
-        let outcome = job::run(&mut queue, &job, &cfg, &control, |phase| bars.phase(phase))?;
+        let outcome = job::run(queue, &job, cfg, &control, |phase| bars.phase(phase))?;
         bars.end(&job, &outcome);
         if let Some(dir) = &cfg.temp_dir {
             job::clean_temp_dir(dir)?;
@@ -198,20 +236,7 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     bars.finish();
-    summary.library = queue.counts(&roots)?;
-    summary.left_pending = summary.library.pending as usize;
-    summary.elapsed_seconds = started.elapsed().as_secs_f64();
-    print_summary(&summary, &queue, &roots)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    }
-    Ok(if summary.interrupted {
-        ExitCode::from(crate::single::EXIT_INTERRUPTED)
-    } else if summary.library.failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(())
 }
 
 /// An exclusive lock on every library root (the directory itself, nothing written in it)

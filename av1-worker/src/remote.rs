@@ -141,16 +141,8 @@ pub fn run(
         agent: tls::agent(&tls, Duration::from_secs(5), Duration::from_secs(3600)),
         tls,
     };
-    let host = hostname();
-    let name = args.name.clone().unwrap_or_else(|| host.clone());
-    let info = WorkerInfo {
-        name: name.clone(),
-        host,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()).try_into().ok(),
-        memory: memory_bytes(),
-        encoder: Some(format!("SVT-AV1 {}", av1core::encode::svt::version())),
-        version: Some(env!("CARGO_PKG_VERSION").into()),
-    };
+    let info = worker_info(args);
+    let name = info.name.clone();
 
     let state_dir = args.state_dir.clone().unwrap_or_else(|| default_state_dir(&name));
     std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
@@ -166,30 +158,12 @@ pub fn run(
     while !drain.load(Ordering::SeqCst) {
         let (worker, beat_every) = match registered {
             Some(r) => r,
-            None => match master.post(urls::REGISTER, &info) {
-                Ok(a) if a.status == 200 => {
-                    let r: Registered = match a.read() {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::warn!("registering: {e:#}");
-                            backoff.wait(&drain);
-                            continue;
-                        }
-                    };
-                    let every =
-                        Duration::try_from_secs_f64(r.heartbeat_seconds).unwrap_or(Duration::from_secs(10));
-                    tracing::info!("registered with {} as {name} (worker {})", master.base, r.worker_id);
+            None => match register(&master, &info)? {
+                Some(r) => {
                     backoff.reset();
-                    *registered.insert((r.worker_id, every))
+                    *registered.insert(r)
                 }
-                Ok(a) if a.status == 401 => bail!("the master refused our token (401): set AV1_TOKEN"),
-                Ok(a) => {
-                    tracing::warn!("registering: {} {}", a.status, a.text);
-                    backoff.wait(&drain);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!("master unreachable ({e:#}); retrying");
+                None => {
                     backoff.wait(&drain);
                     continue;
                 }
@@ -197,30 +171,19 @@ pub fn run(
         };
         // Files this worker had no room for are left to others (or to later) for a while.
         no_room.retain(|_, since| since.elapsed() < NO_ROOM_PAUSE);
-        let exclude: Vec<i64> = no_room.keys().copied().collect();
-        let claim = ClaimRequest { worker_id: worker, exclude };
-        let ClaimReply { claimed, config_version: claimed_version } = match master.post(urls::CLAIM, &claim) {
-            // (Unreadable: the master is another version; its lease runs out.)
-            Ok(a) if a.status == 200 => match a.read() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("claiming: {e:#}");
-                    backoff.wait(&drain);
-                    continue;
-                }
-            },
-            Ok(a) if a.status == 204 => {
+        let claim = ClaimRequest { worker_id: worker, exclude: no_room.keys().copied().collect() };
+        let ClaimReply { claimed, config_version: claimed_version } = match claim_job(&master, &claim) {
+            Claim::Job(c) => c,
+            Claim::Nothing => {
                 sleep_unless(&drain, Duration::from_secs_f64(args.poll.max(0.1)));
                 continue;
             }
-            Ok(a) => {
-                tracing::warn!("claiming: {} {}", a.status, a.text);
+            Claim::Refused => {
                 registered = None;
                 backoff.wait(&drain);
                 continue;
             }
-            Err(e) => {
-                tracing::warn!("master unreachable ({e:#}); retrying");
+            Claim::Failed => {
                 backoff.wait(&drain);
                 continue;
             }
@@ -255,6 +218,80 @@ pub fn run(
     }
     tracing::info!("drained: no job left running here; stopping");
     Ok(())
+}
+
+/// What this worker says about itself when it registers.
+fn worker_info(args: &RemoteConfig) -> WorkerInfo {
+    let host = hostname();
+    WorkerInfo {
+        name: args.name.clone().unwrap_or_else(|| host.clone()),
+        host,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()).try_into().ok(),
+        memory: memory_bytes(),
+        encoder: Some(format!("SVT-AV1 {}", av1core::encode::svt::version())),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+    }
+}
+
+/// Registers with the master: this worker's id and how often to send heartbeats, or
+/// `None` to try again later; an error when the master refuses our token.
+fn register(master: &Master, info: &WorkerInfo) -> anyhow::Result<Option<(i64, Duration)>> {
+    match master.post(urls::REGISTER, info) {
+        Ok(a) if a.status == 200 => match a.read::<Registered>() {
+            Ok(r) => {
+                let every =
+                    Duration::try_from_secs_f64(r.heartbeat_seconds).unwrap_or(Duration::from_secs(10));
+                tracing::info!("registered with {} as {} (worker {})", master.base, info.name, r.worker_id);
+                Ok(Some((r.worker_id, every)))
+            }
+            Err(e) => {
+                tracing::warn!("registering: {e:#}");
+                Ok(None)
+            }
+        },
+        Ok(a) if a.status == 401 => bail!("the master refused our token (401): set AV1_TOKEN"),
+        Ok(a) => {
+            tracing::warn!("registering: {} {}", a.status, a.text);
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!("master unreachable ({e:#}); retrying");
+            Ok(None)
+        }
+    }
+}
+
+/// What a claim brought.
+enum Claim {
+    Job(ClaimReply),
+    /// Nothing to do now.
+    Nothing,
+    /// Refused (this worker unknown to the master: register again).
+    Refused,
+    /// The master unreachable, or an answer this worker cannot read (another version;
+    /// the lease then runs out).
+    Failed,
+}
+
+fn claim_job(master: &Master, claim: &ClaimRequest) -> Claim {
+    match master.post(urls::CLAIM, claim) {
+        Ok(a) if a.status == 200 => match a.read() {
+            Ok(c) => Claim::Job(c),
+            Err(e) => {
+                tracing::warn!("claiming: {e:#}");
+                Claim::Failed
+            }
+        },
+        Ok(a) if a.status == 204 => Claim::Nothing,
+        Ok(a) => {
+            tracing::warn!("claiming: {} {}", a.status, a.text);
+            Claim::Refused
+        }
+        Err(e) => {
+            tracing::warn!("master unreachable ({e:#}); retrying");
+            Claim::Failed
+        }
+    }
 }
 
 /// How long a file this worker had no disk space for is left to other workers.
@@ -320,6 +357,29 @@ fn fetch_config(master: &Master, threads: u32) -> anyhow::Result<(String, av1cor
     Ok((version, settings))
 }
 
+/// What a job and its heartbeat thread share.
+#[derive(Default)]
+struct JobState {
+    phase: Mutex<WorkerPhase>,
+    progress: Mutex<Option<Progress>>,
+    /// Raised to stop the encoder: a cancel, or a lease that cannot be kept.
+    stop: AtomicBool,
+    /// A person cancelled the job.
+    cancelled: AtomicBool,
+    /// The lease is not ours any more: the job is dropped.
+    stale: AtomicBool,
+    /// The job has ended: the heartbeats stop.
+    finished: AtomicBool,
+}
+
+/// Where a job's source is read and its result written.
+struct Paths {
+    input: PathBuf,
+    staged: PathBuf,
+    /// Shared storage: the source through this worker's mount, the result beside it.
+    shared: bool,
+}
+
 /// One job, from claim to the call that ends it.
 fn work(
     master: &Master,
@@ -331,13 +391,63 @@ fn work(
     beat_every: Duration,
 ) -> Worked {
     let id = c.job.file_id;
-    let lease = c.lease.as_str();
     tracing::info!(file = id, "job: {:?} (attempt {})", c.job.path, c.job.attempts);
     av1_library::pause_point(av1_library::Pause::WorkerClaimed);
     let end = |end: JobEnd| {
-        deliver(master, state_dir, &Delivery { file_id: id, call: end.call(), body: end.body(lease) })
+        deliver(master, state_dir, &Delivery { file_id: id, call: end.call(), body: end.body(&c.lease) })
     };
-    // The file through this worker's own mount: only where PATH_MAP allows.
+    let Some(paths) = paths_for(c, maps, args.file_distribution, state_dir) else {
+        // This worker's setup, not the file: give the job back (another worker may see
+        // it) and wait before claiming again, instead of failing file after file.
+        let why = "a worker could not read the file through its mount (see its log); given back";
+        end(JobEnd::Release { detail: why.into() });
+        std::thread::sleep(Duration::from_secs(30));
+        return Worked::Ended;
+    };
+    let job = Arc::new(JobState::default());
+    set_phase(&job.phase, if paths.shared { WorkerPhase::Encoding } else { WorkerPhase::Downloading });
+    let beats = spawn_heartbeats(master, c, job.clone(), beat_every);
+    let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
+    let outcome = fetch_encode_send(master, c, &paths, settings, &rules, &job);
+    if !paths.shared {
+        let _ = std::fs::remove_file(&paths.input);
+        let _ = std::fs::remove_file(&paths.staged);
+    }
+    if job.stale.load(Ordering::SeqCst) {
+        job.finished.store(true, Ordering::SeqCst);
+        let _ = beats.join();
+        let _ = std::fs::remove_file(&paths.staged);
+        tracing::warn!(file = id, "the lease ran out: job dropped");
+        return Worked::Ended;
+    }
+    // Heartbeats go on while the outcome is delivered (the master may be away for a while).
+    let worked = match outcome {
+        Encoded::NoRoom(_) => Worked::NoRoom,
+        Encoded::GiveBack(_) => Worked::GaveBack,
+        _ => Worked::Ended,
+    };
+    let ending = ending(outcome, c, &paths, job.cancelled.load(Ordering::SeqCst));
+    let complete = matches!(ending, JobEnd::Complete(_));
+    // Not taken (lease gone, refused): the result beside the original is ours to remove.
+    if end(ending) != 200 && complete {
+        let _ = std::fs::remove_file(&paths.staged);
+    }
+    job.finished.store(true, Ordering::SeqCst);
+    let _ = beats.join();
+    worked
+}
+
+/// Where this job reads its source and writes its result: through this worker's own
+/// mount when `PATH_MAP` allows and the file has the claimed size (or always/never, as
+/// `FILE_DISTRIBUTION_MODE` says), else a download into `state_dir/work`. `None` when
+/// shared storage is required and the file cannot be seen here (the details, local
+/// paths included, stay in this worker's log).
+fn paths_for(
+    c: &Claimed,
+    maps: &[(PathBuf, PathBuf)],
+    mode: FileDistribution,
+    state_dir: &Path,
+) -> Option<Paths> {
     let seen = match map_path(&c.job.path, maps) {
         None => Err("the master's path is not under this worker's PATH_MAP".to_owned()),
         Some(local) => match std::fs::metadata(&local) {
@@ -348,203 +458,165 @@ fn work(
             Err(e) => Err(format!("{}: {e}", local.display())),
         },
     };
-    // Shared storage when the file is visible with the right size (or forced), else
-    // file distribution (download, encode here, upload).
-    let shared = match args.file_distribution {
+    let shared = match mode {
         FileDistribution::Always => false,
         FileDistribution::Never => true,
         FileDistribution::Auto => seen.is_ok(),
     };
-    if let (true, Err(what)) = (shared, &seen) {
-        // This worker's setup, not the file: give the job back (another worker may see
-        // it) and wait before claiming again, instead of failing file after file.
-        // The details (local paths, errors) stay in this worker's log.
-        tracing::error!(
-            file = id,
-            "cannot read {:?} here ({what}); check the mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE",
-            c.job.path
-        );
-        let why = "a worker could not read the file through its mount (see its log); given back";
-        end(JobEnd::Release { detail: why.into() });
-        std::thread::sleep(Duration::from_secs(30));
-        return Worked::Ended;
+    match (shared, seen) {
+        (true, Ok(local)) => {
+            let staged = names::staged_for_lease(&names::target_for(&local), &c.lease);
+            Some(Paths { input: local, staged, shared })
+        }
+        (true, Err(what)) => {
+            tracing::error!(
+                file = c.job.file_id,
+                "cannot read {:?} here ({what}); check the mount and PATH_MAP, or use FILE_DISTRIBUTION_MODE",
+                c.job.path
+            );
+            None
+        }
+        (false, _) => {
+            let (id, work_dir) = (c.job.file_id, state_dir.join("work"));
+            let tag: String = c.lease.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+            let ext =
+                c.job.path.extension().map_or_else(|| "bin".into(), |e| e.to_string_lossy().into_owned());
+            let _ = std::fs::create_dir_all(&work_dir);
+            let (input, staged) =
+                (work_dir.join(format!("{id}-{tag}.{ext}")), work_dir.join(format!("{id}-{tag}.mkv")));
+            Some(Paths { input, staged, shared })
+        }
     }
-    let phase = Arc::new(Mutex::new(if shared { WorkerPhase::Encoding } else { WorkerPhase::Downloading }));
+}
 
-    // The heartbeat thread: renews the lease, reports progress, hears cancels.
-    let progress: Arc<Mutex<Option<Progress>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (cancelled, stale, finished) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let beats = {
-        let (progress, stop, cancelled, stale, finished) =
-            (progress.clone(), stop.clone(), cancelled.clone(), stale.clone(), finished.clone());
-        let phase = phase.clone();
-        let size = c.job.size;
+/// The heartbeat thread: renews the lease, reports progress, hears cancels.
+fn spawn_heartbeats(
+    master: &Master,
+    c: &Claimed,
+    job: Arc<JobState>,
+    every: Duration,
+) -> std::thread::JoinHandle<()> {
+    let (id, size, lease) = (c.job.file_id, c.job.size, c.lease.clone());
+    let (base, token, tls) = (master.base.clone(), master.token.clone(), master.tls.clone());
+    std::thread::spawn(move || {
+        let agent = tls::agent(&tls, Duration::from_secs(5), Duration::from_secs(10));
+        let m = Master { base, token, agent, tls };
         let mut usage = Usage::new();
-        let lease = lease.to_owned();
-        let base = master.base.clone();
-        let (token, tls) = (master.token.clone(), master.tls.clone());
-        std::thread::spawn(move || {
-            let m = Master {
-                base,
-                token,
-                agent: tls::agent(&tls, Duration::from_secs(5), Duration::from_secs(10)),
-                tls,
-            };
-            while !finished.load(Ordering::SeqCst) {
-                let p = progress.lock().ok().and_then(|p| p.clone());
-                let now = phase.lock().map(|p| *p).unwrap_or(WorkerPhase::Encoding);
-                let (cpu, rss) = usage.sample();
-                let beat = HeartbeatRequest {
-                    lease: lease.clone(),
-                    phase: now,
-                    progress: reported(p.as_ref(), size, cpu, rss),
-                };
-                match m.post(&urls::heartbeat(id), &beat) {
-                    Ok(a) if a.status == 200 => match a.read::<HeartbeatReply>() {
-                        Ok(r) if r.cancel => {
-                            cancelled.store(true, Ordering::SeqCst);
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!("heartbeat: {e:#}"),
-                    },
-                    // Not our lease any more — or heartbeats the master will never
-                    // take (another version): the lease cannot be kept, so the job ends.
-                    Ok(a) if a.status == 409 || ErrorKind::is_final(a.status) => {
-                        if a.status != 409 {
-                            tracing::error!("heartbeat refused ({} {}): dropping the job", a.status, a.text);
-                        }
-                        stale.store(true, Ordering::SeqCst);
-                        stop.store(true, Ordering::SeqCst);
+        while !job.finished.load(Ordering::SeqCst) {
+            let p = job.progress.lock().ok().and_then(|p| p.clone());
+            let phase = job.phase.lock().map(|p| *p).unwrap_or(WorkerPhase::Encoding);
+            let (cpu, rss) = usage.sample();
+            let progress = reported(p.as_ref(), size, cpu, rss);
+            let beat = HeartbeatRequest { lease: lease.clone(), phase, progress };
+            match m.post(&urls::heartbeat(id), &beat) {
+                Ok(a) if a.status == 200 => match a.read::<HeartbeatReply>() {
+                    Ok(r) if r.cancel => {
+                        job.cancelled.store(true, Ordering::SeqCst);
+                        job.stop.store(true, Ordering::SeqCst);
                     }
-                    Ok(a) => tracing::warn!("heartbeat: {} {}", a.status, a.text),
+                    Ok(_) => {}
                     Err(e) => tracing::warn!("heartbeat: {e:#}"),
+                },
+                // Not our lease any more — or heartbeats the master will never take
+                // (another version): the lease cannot be kept, so the job ends.
+                Ok(a) if a.status == 409 || ErrorKind::is_final(a.status) => {
+                    if a.status != 409 {
+                        tracing::error!("heartbeat refused ({} {}): dropping the job", a.status, a.text);
+                    }
+                    job.stale.store(true, Ordering::SeqCst);
+                    job.stop.store(true, Ordering::SeqCst);
                 }
-                let until = Instant::now() + beat_every;
-                while Instant::now() < until && !finished.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                Ok(a) => tracing::warn!("heartbeat: {} {}", a.status, a.text),
+                Err(e) => tracing::warn!("heartbeat: {e:#}"),
             }
-        })
-    };
+            let until = Instant::now() + every;
+            while Instant::now() < until && !job.finished.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    })
+}
 
-    let tag: String = lease.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
-    let work_dir = state_dir.join("work");
-    let local = if shared { seen.ok() } else { None };
-    let (input, staged) = if let Some(local) = &local {
-        (local.clone(), names::staged_for_lease(&names::target_for(local), lease))
-    } else {
-        let ext =
-            c.job.path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "bin".into());
-        (work_dir.join(format!("{id}-{tag}.{ext}")), work_dir.join(format!("{id}-{tag}.mkv")))
-    };
-    if !shared {
-        let _ = std::fs::create_dir_all(&work_dir);
+/// Room checked, the source downloaded (file distribution), encoded, and the result
+/// uploaded (file distribution): what came of it.
+fn fetch_encode_send(
+    master: &Master,
+    c: &Claimed,
+    paths: &Paths,
+    settings: &av1core::Settings,
+    rules: &JobSettings,
+    job: &JobState,
+) -> Encoded {
+    let (id, lease) = (c.job.file_id, c.lease.as_str());
+    if let Err(no_room) = room_for(c, paths, rules) {
+        return no_room;
     }
-    // Room for the result (and the download) before starting: a full disk is found
-    // here, not half-way through a download.
-    let rules = JobSettings { min_savings_percent: args.min_savings, ..JobSettings::default() };
-    let limit = rules.size_limit(c.job.size);
-    let (room_dir, needed) = if let Some(local) = &local {
-        (av1core::os::parent(local).to_path_buf(), av1_library::job::space_needed(limit))
-    } else {
-        (work_dir.clone(), c.job.size + av1_library::job::space_needed(limit))
-    };
-    let free = av1core::os::free_space(&room_dir).unwrap_or(u64::MAX);
-    let downloaded = if free < needed {
-        // The directory stays in this worker's log; the master hears the numbers.
-        tracing::warn!(file = id, "{} has {free} bytes free, {needed} needed", room_dir.display());
-        Err(Encoded::NoRoom(format!("{free} bytes free, {needed} needed")))
-    } else if shared {
-        Ok(())
-    } else {
-        download(master, id, lease, c.job.size, &input, &stale).map_err(|e| {
-            if full_disk(&e) {
+    if !paths.shared {
+        if let Err(e) = download(master, id, lease, c.job.size, &paths.input, &job.stale) {
+            return if full_disk(&e) {
                 tracing::warn!(file = id, "downloading the source: {e:#}");
                 Encoded::NoRoom("its disk filled up while downloading the source".into())
             } else if e.downcast_ref::<SourceChanged>().is_some() {
                 Encoded::GiveBack(format!("downloading the source: {e:#}"))
             } else {
                 Encoded::Failed(format!("downloading the source: {e}"))
-            }
-        })
-    };
-    let mut outcome = match downloaded {
-        Ok(()) => {
-            if !shared {
-                av1_library::pause_point(av1_library::Pause::WorkerDownloaded);
-            }
-            set_phase(&phase, WorkerPhase::Encoding);
-            encode(&input, &staged, c, settings, &rules, &progress, &stop)
-        }
-        Err(not_started) => not_started,
-    };
-    if let (false, Encoded::Result(_)) = (shared, &outcome) {
-        set_phase(&phase, WorkerPhase::Uploading);
-        if let Err(e) = upload(master, id, lease, &staged, &stale) {
-            outcome = if full_disk(&e) {
-                Encoded::NoRoom(format!("uploading the result: {e:#}"))
-            } else {
-                Encoded::Failed(format!("uploading the result: {e}"))
             };
         }
+        av1_library::pause_point(av1_library::Pause::WorkerDownloaded);
     }
-    if !shared {
-        let _ = std::fs::remove_file(&input);
-        let _ = std::fs::remove_file(&staged);
+    set_phase(&job.phase, WorkerPhase::Encoding);
+    let outcome = encode(&paths.input, &paths.staged, c, settings, rules, &job.progress, &job.stop);
+    if paths.shared || !matches!(outcome, Encoded::Result(_)) {
+        return outcome;
     }
-    if stale.load(Ordering::SeqCst) {
-        finished.store(true, Ordering::SeqCst);
-        let _ = beats.join();
-        let _ = std::fs::remove_file(&staged);
-        tracing::warn!(file = id, "the lease ran out: job dropped");
-        return Worked::Ended;
+    set_phase(&job.phase, WorkerPhase::Uploading);
+    match upload(master, id, lease, &paths.staged, &job.stale) {
+        Ok(()) => outcome,
+        Err(e) if full_disk(&e) => Encoded::NoRoom(format!("uploading the result: {e:#}")),
+        Err(e) => Encoded::Failed(format!("uploading the result: {e}")),
     }
-    // Heartbeats go on while the outcome is delivered (the master may be away for a while).
-    let worked = match outcome {
-        Encoded::NoRoom(_) => Worked::NoRoom,
-        Encoded::GiveBack(_) => Worked::GaveBack,
-        _ => Worked::Ended,
+}
+
+/// Room for the result (and the download) before starting: a full disk is found here,
+/// not half-way through a download.
+fn room_for(c: &Claimed, paths: &Paths, rules: &JobSettings) -> Result<(), Encoded> {
+    let limit = rules.size_limit(c.job.size);
+    let (room_dir, needed) = if paths.shared {
+        (av1core::os::parent(&paths.input).to_path_buf(), av1_library::job::space_needed(limit))
+    } else {
+        (av1core::os::parent(&paths.staged).to_path_buf(), c.job.size + av1_library::job::space_needed(limit))
     };
+    let free = av1core::os::free_space(&room_dir).unwrap_or(u64::MAX);
+    if free >= needed {
+        return Ok(());
+    }
+    // The directory stays in this worker's log; the master hears the numbers.
+    tracing::warn!(file = c.job.file_id, "{} has {free} bytes free, {needed} needed", room_dir.display());
+    Err(Encoded::NoRoom(format!("{free} bytes free, {needed} needed")))
+}
+
+/// The call that ends a job that came to `outcome`.
+fn ending(outcome: Encoded, c: &Claimed, paths: &Paths, cancelled: bool) -> JobEnd {
+    let id = c.job.file_id;
     match outcome {
-        Encoded::Result(result) => {
-            // Not taken (lease gone, refused): the result beside the original is ours to remove.
-            if end(JobEnd::Complete(result)) != 200 {
-                let _ = std::fs::remove_file(&staged);
-            }
-        }
-        Encoded::Skip { reason, detail } => {
-            end(JobEnd::Skip { reason, detail });
-        }
-        Encoded::Failed(error) => {
-            // Named as the library knows the file, not as this worker's download.
-            let error = error.replace(&input.display().to_string(), &c.job.path.display().to_string());
-            end(JobEnd::Fail { error });
-        }
+        Encoded::Result(result) => JobEnd::Complete(result),
+        Encoded::Skip { reason, detail } => JobEnd::Skip { reason, detail },
+        // Named as the library knows the file, not as this worker's download.
+        Encoded::Failed(error) => JobEnd::Fail {
+            error: error.replace(&paths.input.display().to_string(), &c.job.path.display().to_string()),
+        },
         Encoded::GiveBack(why) => {
             tracing::warn!(file = id, "{why}; given back");
-            end(JobEnd::Release { detail: why });
+            JobEnd::Release { detail: why }
         }
         Encoded::NoRoom(why) => {
             let why = format!("no room on {}: {why}", hostname());
             tracing::warn!(file = id, "{why}; given back, left to others for {} s", NO_ROOM_PAUSE.as_secs());
-            end(JobEnd::Release { detail: why });
+            JobEnd::Release { detail: why }
         }
-        Encoded::Stopped if cancelled.load(Ordering::SeqCst) => {
-            end(JobEnd::Cancelled);
-        }
-        Encoded::Stopped => {
-            end(JobEnd::Fail { error: "stopped".into() });
-        }
+        Encoded::Stopped if cancelled => JobEnd::Cancelled,
+        Encoded::Stopped => JobEnd::Fail { error: "stopped".into() },
     }
-    finished.store(true, Ordering::SeqCst);
-    let _ = beats.join();
-    worked
 }
 
 /// The progress record of a heartbeat.
