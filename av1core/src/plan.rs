@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encode::svt::{ColorDescription, ContentLight, MasteringDisplay};
 use crate::error::{Error, Result};
-use crate::probe::{HdrKind, MediaInfo, StreamDetail, StreamKind};
+use crate::probe::{HdrKind, MediaInfo, StreamDetail, StreamInfo, StreamKind, VideoInfo};
 pub use quality::Tables;
 
 /// Encoder and policy settings shared by every file of a run.
@@ -273,6 +273,35 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
     let Some((vs, v)) = info.video() else {
         return Err(Error::NoVideoStream { path: info.path.clone() });
     };
+    if let Some(skip) = refuse_or_skip(info, settings, vs, v)? {
+        return Ok(skip);
+    }
+    let streams = info
+        .streams
+        .iter()
+        .map(|s| StreamPlan {
+            index: s.index,
+            kind: s.kind,
+            codec: s.codec.clone(),
+            action: stream_action(s, vs.index, settings),
+        })
+        .collect();
+    Ok(Decision::Encode(Box::new(Plan {
+        video: video_plan(info, settings, vs, v),
+        streams,
+        chapters: info.chapters.len(),
+        frames: v.frames,
+        duration: info.duration,
+    })))
+}
+
+/// What cannot be encoded (an error) or should not be (a skip), before any planning.
+fn refuse_or_skip(
+    info: &MediaInfo,
+    settings: &Settings,
+    vs: &StreamInfo,
+    v: &VideoInfo,
+) -> Result<Option<Decision>> {
     if v.width == 0 || v.height == 0 {
         return Err(Error::Unsupported {
             path: info.path.clone(),
@@ -293,18 +322,24 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
         });
     }
     if info.hdr.kind.is_dynamic() && !settings.dynamic_hdr_base_layer {
-        return Ok(Decision::Skip {
+        return Ok(Some(Decision::Skip {
             reason: SkipReason::DynamicHdr,
             detail: format!("{} metadata cannot be carried into AV1 yet", info.hdr.kind),
-        });
+        }));
     }
     if vs.codec == "av1" && !settings.reencode_av1 {
-        return Ok(Decision::Skip {
+        return Ok(Some(Decision::Skip {
             reason: SkipReason::AlreadyAv1,
             detail: "the video is already AV1".into(),
-        });
+        }));
     }
 
+    Ok(None)
+}
+
+/// The video's plan: CRF from the tables (or the setting), bit depth, keyframes, colour,
+/// the picture turned upright and cut to even sizes, HDR side data.
+fn video_plan(info: &MediaInfo, settings: &Settings, vs: &StreamInfo, v: &VideoInfo) -> VideoPlan {
     let class = quality::resolution_class(v.width, v.height);
     let family = quality::codec_family(&vs.codec);
     let hdr = info.hdr.kind;
@@ -336,7 +371,7 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
     let quarter_turn = matches!(v.rotation, 90 | 270);
     let upright = if quarter_turn { (v.height, v.width) } else { (v.width, v.height) };
     let even = (upright.0 & !1, upright.1 & !1);
-    let video = VideoPlan {
+    VideoPlan {
         stream: vs.index,
         width: even.0,
         height: even.1,
@@ -359,60 +394,43 @@ pub fn plan(info: &MediaInfo, settings: &Settings) -> Result<Decision> {
         mastering_display: if hdr.is_hdr() { info.hdr.mastering_display } else { None },
         content_light: if hdr.is_hdr() { info.hdr.content_light } else { None },
         svt_params: settings.svt_params.clone(),
-    };
+    }
+}
 
-    let streams = info
-        .streams
-        .iter()
-        .map(|s| {
-            let action = match (&s.kind, &s.detail) {
-                _ if s.index == vs.index => StreamAction::EncodeVideo,
-                (StreamKind::Video, _) if s.attached_pic => StreamAction::CoverArt,
-                // A second picture (another angle, a signer): kept as it is, not lost.
-                (StreamKind::Video, _) if crate::libav::matroska_can_store(&s.codec) => StreamAction::Copy,
-                (StreamKind::Video, _) => StreamAction::Drop {
-                    reason: format!("a second video stream in {} cannot be stored in Matroska", s.codec),
-                },
-                (StreamKind::Audio, StreamDetail::Audio(a)) => {
-                    let source_bps = u32::try_from(s.bit_rate).unwrap_or(u32::MAX);
-                    if s.codec == "opus" || settings.copy_audio {
-                        StreamAction::Copy
-                    } else if a.channels == 0 || usize::from(a.channels) > crate::encode::opus::MAX_CHANNELS {
-                        // Opus carries up to 8 channels here; never downmix: keep it as it is.
-                        StreamAction::Copy
-                    } else {
-                        let table = settings.tables.audio_kbps(u32::from(a.channels)) * 1000;
-                        let floor = 12_000 * u32::from(a.channels);
-                        let bitrate = if source_bps > 0 { table.min(source_bps.max(floor)) } else { table };
-                        // The bit rate is the source's channels'; added silent channels cost nothing.
-                        let channels =
-                            crate::encode::opus::channels_for(a.mask, usize::from(a.channels)) as u16;
-                        StreamAction::EncodeOpus { bitrate, channels }
-                    }
-                }
-                (StreamKind::Subtitle, _) if MKV_SUBTITLES.contains(&s.codec.as_str()) => StreamAction::Copy,
-                (StreamKind::Subtitle, _) if s.codec == "mov_text" || s.codec == "text" => {
-                    StreamAction::ToSrt
-                }
-                (StreamKind::Subtitle, _) => StreamAction::Drop {
-                    reason: format!("{} subtitles cannot be stored in Matroska", s.codec),
-                },
-                (StreamKind::Attachment, _) => StreamAction::Copy,
-                _ => {
-                    StreamAction::Drop { reason: format!("{} data stream has no place in Matroska", s.codec) }
-                }
-            };
-            StreamPlan { index: s.index, kind: s.kind, codec: s.codec.clone(), action }
-        })
-        .collect();
-
-    Ok(Decision::Encode(Box::new(Plan {
-        video,
-        streams,
-        chapters: info.chapters.len(),
-        frames: v.frames,
-        duration: info.duration,
-    })))
+/// What becomes of one stream of the source.
+fn stream_action(s: &StreamInfo, video_index: usize, settings: &Settings) -> StreamAction {
+    match (&s.kind, &s.detail) {
+        _ if s.index == video_index => StreamAction::EncodeVideo,
+        (StreamKind::Video, _) if s.attached_pic => StreamAction::CoverArt,
+        // A second picture (another angle, a signer): kept as it is, not lost.
+        (StreamKind::Video, _) if crate::libav::matroska_can_store(&s.codec) => StreamAction::Copy,
+        (StreamKind::Video, _) => StreamAction::Drop {
+            reason: format!("a second video stream in {} cannot be stored in Matroska", s.codec),
+        },
+        (StreamKind::Audio, StreamDetail::Audio(a)) => {
+            let source_bps = u32::try_from(s.bit_rate).unwrap_or(u32::MAX);
+            if s.codec == "opus" || settings.copy_audio {
+                StreamAction::Copy
+            } else if a.channels == 0 || usize::from(a.channels) > crate::encode::opus::MAX_CHANNELS {
+                // Opus carries up to 8 channels here; never downmix: keep it as it is.
+                StreamAction::Copy
+            } else {
+                let table = settings.tables.audio_kbps(u32::from(a.channels)) * 1000;
+                let floor = 12_000 * u32::from(a.channels);
+                let bitrate = if source_bps > 0 { table.min(source_bps.max(floor)) } else { table };
+                // The bit rate is the source's channels'; added silent channels cost nothing.
+                let channels = crate::encode::opus::channels_for(a.mask, usize::from(a.channels)) as u16;
+                StreamAction::EncodeOpus { bitrate, channels }
+            }
+        }
+        (StreamKind::Subtitle, _) if MKV_SUBTITLES.contains(&s.codec.as_str()) => StreamAction::Copy,
+        (StreamKind::Subtitle, _) if s.codec == "mov_text" || s.codec == "text" => StreamAction::ToSrt,
+        (StreamKind::Subtitle, _) => {
+            StreamAction::Drop { reason: format!("{} subtitles cannot be stored in Matroska", s.codec) }
+        }
+        (StreamKind::Attachment, _) => StreamAction::Copy,
+        _ => StreamAction::Drop { reason: format!("{} data stream has no place in Matroska", s.codec) },
+    }
 }
 
 #[cfg(test)]

@@ -105,55 +105,7 @@ fn check(
 ) -> Result<Verification> {
     let info = probe::probe(output)
         .map_err(|e| Error::Verify { path: output.into(), problems: vec![e.to_string()] })?;
-    let mut problems = Vec::new();
-
-    // The main video is AV1; other video streams are the source's, copied as planned.
-    let videos: Vec<_> =
-        info.streams.iter().filter(|s| s.kind == StreamKind::Video && !s.attached_pic).collect();
-    let main_codec = info.video().map(|(s, _)| s.codec.as_str());
-    if main_codec != Some("av1") || videos.len() != plan.expected(StreamKind::Video) {
-        problems.push(format!(
-            "expected an AV1 video stream and {} copied, found {}",
-            plan.expected(StreamKind::Video).saturating_sub(1),
-            videos.iter().map(|s| s.codec.as_str()).collect::<Vec<_>>().join(", ")
-        ));
-    }
-    let count = |k| info.count(k);
-    for (kind, name) in [
-        (StreamKind::Audio, "audio"),
-        (StreamKind::Subtitle, "subtitle"),
-        (StreamKind::Attachment, "attachment"),
-    ] {
-        let (want, got) = (plan.expected(kind), count(kind));
-        if want != got {
-            problems.push(format!("{got} {name} streams, {want} planned"));
-        }
-    }
-    if info.chapters.len() != plan.chapters {
-        problems.push(format!("{} chapters, {} in the source", info.chapters.len(), plan.chapters));
-    }
-    let tolerance = (duration * 0.01).max(0.5);
-    if (info.duration - duration).abs() > tolerance {
-        problems.push(format!("duration {:.3} s, source {:.3} s", info.duration, duration));
-    }
-
-    // Displayed as wide as the source (anamorphic pixels kept). The display size is
-    // stored in whole pixels, hence a small tolerance.
-    let vp = &plan.video;
-    if let Some((_, v)) = info.video() {
-        let want = probe::display_aspect(vp.width, vp.height, vp.sample_aspect);
-        let got = v.display_aspect();
-        if (got / want - 1.0).abs() > 0.005 {
-            problems.push(format!("displayed at {got:.4}:1, source {want:.4}:1"));
-        }
-    }
-
-    // HDR: what the source had (the HDR10 base layer when dynamic HDR was opted in).
-    let want_kind = if vp.hdr.is_dynamic() {
-        hdr::classify(vp.color.map_or(2, |c| c.transfer), &Default::default())
-    } else {
-        vp.hdr
-    };
+    let mut problems = container_problems(&info, plan, duration);
     let mut decoded = DecodeCheck::default();
     if let Some(main) = info.main_video {
         match frames(main) {
@@ -169,10 +121,72 @@ fn check(
     if decoded.frames == 0 {
         problems.push("no video frame decodes".into());
     }
-    if info.hdr.kind != want_kind {
-        problems.push(format!("output is {}, source is {}", info.hdr.kind, want_kind));
+    problems.extend(picture_problems(&info, plan, &decoded));
+    if !problems.is_empty() {
+        return Err(Error::Verify { path: output.into(), problems });
     }
+    Ok(Verification {
+        duration: info.duration,
+        frames: decoded.frames,
+        audio: info.count(StreamKind::Audio),
+        subtitles: info.count(StreamKind::Subtitle),
+        attachments: info.count(StreamKind::Attachment),
+        chapters: info.chapters.len(),
+        hdr: info.hdr.kind,
+        bit_depth: info.video().map_or(0, |(_, v)| v.bit_depth),
+        content_psnr: None,
+    })
+}
+
+/// The container against the plan: an AV1 video (and the copied ones), as many audio,
+/// subtitle and attachment streams and chapters as planned, the source's duration.
+fn container_problems(info: &probe::MediaInfo, plan: &Plan, duration: f64) -> Vec<String> {
+    let mut problems = Vec::new();
+    // The main video is AV1; other video streams are the source's, copied as planned.
+    let videos: Vec<_> =
+        info.streams.iter().filter(|s| s.kind == StreamKind::Video && !s.attached_pic).collect();
+    let main_codec = info.video().map(|(s, _)| s.codec.as_str());
+    if main_codec != Some("av1") || videos.len() != plan.expected(StreamKind::Video) {
+        problems.push(format!(
+            "expected an AV1 video stream and {} copied, found {}",
+            plan.expected(StreamKind::Video).saturating_sub(1),
+            videos.iter().map(|s| s.codec.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for (kind, name) in [
+        (StreamKind::Audio, "audio"),
+        (StreamKind::Subtitle, "subtitle"),
+        (StreamKind::Attachment, "attachment"),
+    ] {
+        let (want, got) = (plan.expected(kind), info.count(kind));
+        if want != got {
+            problems.push(format!("{got} {name} streams, {want} planned"));
+        }
+    }
+    if info.chapters.len() != plan.chapters {
+        problems.push(format!("{} chapters, {} in the source", info.chapters.len(), plan.chapters));
+    }
+    let tolerance = (duration * 0.01).max(0.5);
+    if (info.duration - duration).abs() > tolerance {
+        problems.push(format!("duration {:.3} s, source {:.3} s", info.duration, duration));
+    }
+    problems
+}
+
+/// The picture against the plan: displayed as wide as the source, the HDR kind, bit
+/// depth and colour description planned, the HDR side data in the track and in the
+/// AV1 stream both.
+fn picture_problems(info: &probe::MediaInfo, plan: &Plan, decoded: &DecodeCheck) -> Vec<String> {
+    let mut problems = Vec::new();
+    let vp = &plan.video;
     if let Some((_, v)) = info.video() {
+        // Anamorphic pixels kept; the display size is stored in whole pixels, hence a
+        // small tolerance.
+        let want = probe::display_aspect(vp.width, vp.height, vp.sample_aspect);
+        let got = v.display_aspect();
+        if (got / want - 1.0).abs() > 0.005 {
+            problems.push(format!("displayed at {got:.4}:1, source {want:.4}:1"));
+        }
         if v.bit_depth != vp.bit_depth {
             problems.push(format!("output is {}-bit, {}-bit planned", v.bit_depth, vp.bit_depth));
         }
@@ -185,6 +199,15 @@ fn check(
                 ));
             }
         }
+    }
+    // HDR: what the source had (the HDR10 base layer when dynamic HDR was opted in).
+    let want_kind = if vp.hdr.is_dynamic() {
+        hdr::classify(vp.color.map_or(2, |c| c.transfer), &Default::default())
+    } else {
+        vp.hdr
+    };
+    if info.hdr.kind != want_kind {
+        problems.push(format!("output is {}, source is {}", info.hdr.kind, want_kind));
     }
     for (place, side) in [("Matroska track", &decoded.container), ("AV1 stream", &decoded.bitstream)] {
         if !same_mastering(vp.mastering_display.as_ref(), side.mastering_display.as_ref()) {
@@ -200,21 +223,7 @@ fn check(
             ));
         }
     }
-
-    if !problems.is_empty() {
-        return Err(Error::Verify { path: output.into(), problems });
-    }
-    Ok(Verification {
-        duration: info.duration,
-        frames: decoded.frames,
-        audio: count(StreamKind::Audio),
-        subtitles: count(StreamKind::Subtitle),
-        attachments: count(StreamKind::Attachment),
-        chapters: info.chapters.len(),
-        hdr: info.hdr.kind,
-        bit_depth: info.video().map_or(0, |(_, v)| v.bit_depth),
-        content_psnr: None,
-    })
+    problems
 }
 
 /// Equal within what the fixed-point encodings keep (0.00002 for chromaticity, 1e-4

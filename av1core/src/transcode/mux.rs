@@ -40,119 +40,46 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
+    /// The output's streams, one constructor per kind (video, Opus, copied, SRT, cover
+    /// art), the container's metadata and chapters, and the header written.
     pub fn new(ictx: &ff::format::context::Input, input: &Path, temp: &Path, plan: &Plan) -> Result<Setup> {
         let fail = |op| Error::ffmpeg(op, temp);
         let mut octx = ff::format::output_as(&temp, "matroska").map_err(fail("creating the output"))?;
         let vp = &plan.video;
         let ist_video = ictx.stream(vp.stream).ok_or_else(|| Error::NoVideoStream { path: input.into() })?;
         let video_decoder = crate::probe::open_video_decoder(&ist_video, input, true)?;
-        let fps = vp.frame_rate;
-        let video_encoder = Encoder::new(&EncoderConfig {
-            width: vp.width,
-            height: vp.height,
-            bit_depth: vp.bit_depth,
-            fps_num: fps.0.max(1) as u32,
-            fps_den: fps.1.max(1) as u32,
-            preset: vp.preset,
-            crf: vp.crf,
-            keyint: vp.keyint,
-            threads: vp.threads,
-            film_grain: vp.film_grain,
-            color: vp.color,
-            mastering_display: vp.mastering_display,
-            content_light: vp.content_light,
-            extra: vp.svt_params.clone(),
-        })?;
-
+        let video_encoder = Encoder::new(&encoder_config(vp))?;
         let mut routes = HashMap::new();
-        let mut audio_tracks = Vec::new();
-        let mut srt_tracks = Vec::new();
-        let mut video_out = 0;
+        let (mut audio_tracks, mut srt_tracks, mut video_out) = (Vec::new(), Vec::new(), 0);
         for sp in &plan.streams {
             let Some(ist) = ictx.stream(sp.index) else { continue };
             let out_index = octx.nb_streams() as usize;
-            match &sp.action {
+            let route = match &sp.action {
                 StreamAction::Drop { .. } => continue,
                 StreamAction::EncodeVideo => {
-                    let params = libav::av1_params(
-                        vp.width,
-                        vp.height,
-                        vp.bit_depth > 8,
-                        vp.color.as_ref(),
-                        libav::video_params(&ist.parameters()).chroma_location,
-                        video_encoder.sequence_header(),
-                    )
-                    .map_err(fail("setting up the AV1 stream"))?;
-                    let mut ost = octx
-                        .add_stream(ff::encoder::find(ff::codec::Id::None))
-                        .map_err(fail("adding a stream"))?;
-                    ost.set_parameters(params);
-                    ost.set_time_base(ist.time_base());
-                    ost.set_avg_frame_rate(ist.avg_frame_rate());
-                    libav::set_sample_aspect_ratio(&mut ost, vp.sample_aspect);
-                    libav::set_stream_hdr(&mut ost, vp.mastering_display.as_ref(), vp.content_light.as_ref())
-                        .map_err(fail("adding HDR metadata"))?;
-                    carry_stream_tags(&ist, &mut ost);
-                    routes.insert(sp.index, Route::Video);
+                    add_video(&mut octx, &ist, vp, &video_encoder, temp)?;
                     video_out = out_index;
+                    Some(Route::Video)
                 }
                 StreamAction::EncodeOpus { bitrate, channels } => {
-                    let rate = match libav::audio_params(&ist.parameters()).1 {
-                        0 => crate::encode::opus::SAMPLE_RATE,
-                        r => r,
-                    };
-                    let encoder = OpusEncoder::new(usize::from(*channels), *bitrate, rate)?;
-                    let params = libav::opus_params(encoder.channels(), &encoder.head(), encoder.pre_skip())
-                        .map_err(fail("setting up an Opus stream"))?;
-                    let mut ost = octx
-                        .add_stream(ff::encoder::find(ff::codec::Id::None))
-                        .map_err(fail("adding a stream"))?;
-                    ost.set_parameters(params);
-                    ost.set_time_base(ff::Rational(1, crate::encode::opus::SAMPLE_RATE as i32));
-                    carry_stream_tags(&ist, &mut ost);
-                    routes.insert(sp.index, Route::Audio(audio_tracks.len()));
+                    let encoder = add_opus(&mut octx, &ist, *bitrate, *channels, temp)?;
                     audio_tracks.push(AudioTrack::new(&ist, input, encoder, out_index)?);
+                    Some(Route::Audio(audio_tracks.len() - 1))
                 }
                 StreamAction::Copy => {
-                    let mut ost = octx
-                        .add_stream(ff::encoder::find(ff::codec::Id::None))
-                        .map_err(fail("adding a stream"))?;
-                    ost.set_parameters(ist.parameters());
-                    libav::clear_codec_tag(&mut ost);
-                    // A copied second video keeps its pixel shape (the muxer reads the stream's).
-                    libav::set_sample_aspect_ratio(&mut ost, libav::sample_aspect_ratio(&ist));
-                    ost.set_time_base(ist.time_base());
-                    carry_stream_tags(&ist, &mut ost);
-                    routes.insert(sp.index, Route::Copy(out_index));
+                    add_copy(&mut octx, &ist, temp)?;
+                    Some(Route::Copy(out_index))
                 }
                 StreamAction::ToSrt => {
-                    let mut ost = octx
-                        .add_stream(ff::encoder::find(ff::codec::Id::None))
-                        .map_err(fail("adding a stream"))?;
-                    let mut params = ff::codec::Parameters::new();
-                    params.set_medium(ff::media::Type::Subtitle);
-                    params.set_id(ff::codec::Id::SUBRIP);
-                    ost.set_parameters(params);
-                    ost.set_time_base(ist.time_base());
-                    carry_stream_tags(&ist, &mut ost);
-                    routes.insert(sp.index, Route::Srt(srt_tracks.len()));
+                    add_srt(&mut octx, &ist, temp)?;
                     srt_tracks.push(SrtTrack::new(&ist, input, out_index)?);
+                    Some(Route::Srt(srt_tracks.len() - 1))
                 }
-                StreamAction::CoverArt => {
-                    let Some(data) = libav::attached_picture(&ist) else { continue };
-                    let id = ist.parameters().id();
-                    let ext = if id == ff::codec::Id::PNG { "png" } else { "jpg" };
-                    let mime = if id == ff::codec::Id::PNG { "image/png" } else { "image/jpeg" };
-                    let params = libav::attachment_params(id, &data).map_err(fail("adding the cover art"))?;
-                    let mut ost = octx
-                        .add_stream(ff::encoder::find(ff::codec::Id::None))
-                        .map_err(fail("adding a stream"))?;
-                    ost.set_parameters(params);
-                    let mut md = ff::Dictionary::new();
-                    md.set("filename", &format!("cover.{ext}"));
-                    md.set("mimetype", mime);
-                    ost.set_metadata(md);
-                }
+                StreamAction::CoverArt if add_cover_art(&mut octx, &ist, temp)? => None,
+                StreamAction::CoverArt => continue,
+            };
+            if let Some(route) = route {
+                routes.insert(sp.index, route);
             }
             if let Some(mut ost) = octx.stream_mut(out_index) {
                 libav::set_disposition_bits(
@@ -161,21 +88,7 @@ impl Setup {
                 );
             }
         }
-
-        // Global metadata and chapters, as they are.
-        let mut md = ff::Dictionary::new();
-        for (k, v) in ictx.metadata().iter() {
-            if !k.eq_ignore_ascii_case("encoder") {
-                md.set(k, v);
-            }
-        }
-        octx.set_metadata(md);
-        for (i, c) in ictx.chapters().enumerate() {
-            let title = c.metadata().get("title").unwrap_or("").to_owned();
-            octx.add_chapter(i as i64 + 1, c.time_base(), c.start(), c.end(), &title)
-                .map_err(fail("adding a chapter"))?;
-        }
-
+        carry_container_metadata(ictx, &mut octx, temp)?;
         octx.write_header().map_err(fail("writing the Matroska header"))?;
         Ok(Setup {
             octx,
@@ -188,6 +101,143 @@ impl Setup {
             time_bases: TimeBases { video_in: ist_video.time_base() },
         })
     }
+}
+
+type Istream<'a> = ff::format::stream::Stream<'a>;
+
+/// The encoder's settings from the plan.
+fn encoder_config(vp: &crate::plan::VideoPlan) -> EncoderConfig {
+    EncoderConfig {
+        width: vp.width,
+        height: vp.height,
+        bit_depth: vp.bit_depth,
+        fps_num: vp.frame_rate.0.max(1) as u32,
+        fps_den: vp.frame_rate.1.max(1) as u32,
+        preset: vp.preset,
+        crf: vp.crf,
+        keyint: vp.keyint,
+        threads: vp.threads,
+        film_grain: vp.film_grain,
+        color: vp.color,
+        mastering_display: vp.mastering_display,
+        content_light: vp.content_light,
+        extra: vp.svt_params.clone(),
+    }
+}
+
+/// A new output stream with `params` and the source stream's tags.
+fn add_stream<'a>(
+    octx: &'a mut ff::format::context::Output,
+    ist: &Istream<'_>,
+    params: ff::codec::Parameters,
+    temp: &Path,
+) -> Result<ff::format::stream::StreamMut<'a>> {
+    let mut ost = octx
+        .add_stream(ff::encoder::find(ff::codec::Id::None))
+        .map_err(Error::ffmpeg("adding a stream", temp))?;
+    ost.set_parameters(params);
+    carry_stream_tags(ist, &mut ost);
+    Ok(ost)
+}
+
+/// The AV1 stream: SVT-AV1's sequence header, colour, pixel shape and HDR side data.
+fn add_video(
+    octx: &mut ff::format::context::Output,
+    ist: &Istream<'_>,
+    vp: &crate::plan::VideoPlan,
+    encoder: &Encoder,
+    temp: &Path,
+) -> Result<()> {
+    let fail = |op| Error::ffmpeg(op, temp);
+    let chroma_location = libav::video_params(&ist.parameters()).chroma_location;
+    let header = encoder.sequence_header();
+    let params =
+        libav::av1_params(vp.width, vp.height, vp.bit_depth > 8, vp.color.as_ref(), chroma_location, header)
+            .map_err(fail("setting up the AV1 stream"))?;
+    let mut ost = add_stream(octx, ist, params, temp)?;
+    ost.set_time_base(ist.time_base());
+    ost.set_avg_frame_rate(ist.avg_frame_rate());
+    libav::set_sample_aspect_ratio(&mut ost, vp.sample_aspect);
+    libav::set_stream_hdr(&mut ost, vp.mastering_display.as_ref(), vp.content_light.as_ref())
+        .map_err(fail("adding HDR metadata"))
+}
+
+/// An Opus stream and its encoder (at the source's sample rate, else 48 kHz).
+fn add_opus(
+    octx: &mut ff::format::context::Output,
+    ist: &Istream<'_>,
+    bitrate: u32,
+    channels: u16,
+    temp: &Path,
+) -> Result<OpusEncoder> {
+    let rate = match libav::audio_params(&ist.parameters()).1 {
+        0 => crate::encode::opus::SAMPLE_RATE,
+        r => r,
+    };
+    let encoder = OpusEncoder::new(usize::from(channels), bitrate, rate)?;
+    let params = libav::opus_params(encoder.channels(), &encoder.head(), encoder.pre_skip())
+        .map_err(Error::ffmpeg("setting up an Opus stream", temp))?;
+    let mut ost = add_stream(octx, ist, params, temp)?;
+    ost.set_time_base(ff::Rational(1, crate::encode::opus::SAMPLE_RATE as i32));
+    Ok(encoder)
+}
+
+/// A stream copied as it is (no codec tag: Matroska has its own).
+fn add_copy(octx: &mut ff::format::context::Output, ist: &Istream<'_>, temp: &Path) -> Result<()> {
+    let mut ost = add_stream(octx, ist, ist.parameters(), temp)?;
+    libav::clear_codec_tag(&mut ost);
+    // A copied second video keeps its pixel shape (the muxer reads the stream's).
+    libav::set_sample_aspect_ratio(&mut ost, libav::sample_aspect_ratio(ist));
+    ost.set_time_base(ist.time_base());
+    Ok(())
+}
+
+/// A SubRip stream (for mov_text subtitles, turned into SRT by the demuxer).
+fn add_srt(octx: &mut ff::format::context::Output, ist: &Istream<'_>, temp: &Path) -> Result<()> {
+    let mut params = ff::codec::Parameters::new();
+    params.set_medium(ff::media::Type::Subtitle);
+    params.set_id(ff::codec::Id::SUBRIP);
+    let mut ost = add_stream(octx, ist, params, temp)?;
+    ost.set_time_base(ist.time_base());
+    Ok(())
+}
+
+/// The cover art as a Matroska attachment; false when the source stream holds none.
+fn add_cover_art(octx: &mut ff::format::context::Output, ist: &Istream<'_>, temp: &Path) -> Result<bool> {
+    let Some(data) = libav::attached_picture(ist) else { return Ok(false) };
+    let id = ist.parameters().id();
+    let (ext, mime) = if id == ff::codec::Id::PNG { ("png", "image/png") } else { ("jpg", "image/jpeg") };
+    let params = libav::attachment_params(id, &data).map_err(Error::ffmpeg("adding the cover art", temp))?;
+    let mut ost = octx
+        .add_stream(ff::encoder::find(ff::codec::Id::None))
+        .map_err(Error::ffmpeg("adding a stream", temp))?;
+    ost.set_parameters(params);
+    let mut md = ff::Dictionary::new();
+    md.set("filename", &format!("cover.{ext}"));
+    md.set("mimetype", mime);
+    ost.set_metadata(md);
+    Ok(true)
+}
+
+/// The container's metadata (but the old encoder's name) and chapters, as they are.
+fn carry_container_metadata(
+    ictx: &ff::format::context::Input,
+    octx: &mut ff::format::context::Output,
+    temp: &Path,
+) -> Result<()> {
+    let mut md = ff::Dictionary::new();
+    for (k, v) in ictx.metadata().iter() {
+        if !k.eq_ignore_ascii_case("encoder") {
+            md.set(k, v);
+        }
+    }
+    octx.set_metadata(md);
+    for (i, c) in ictx.chapters().enumerate() {
+        let title = c.metadata().get("title").unwrap_or("").to_owned();
+        octx.add_chapter(i as i64 + 1, c.time_base(), c.start(), c.end(), &title)
+            .map_err(Error::ffmpeg("adding a chapter", temp))?;
+    }
+    Ok(())
 }
 
 /// Language, title and other per-stream tags, without the statistics that describe
