@@ -38,7 +38,7 @@ pub use replacements::PendingReplacement;
 pub use state::{Outcome, Status};
 use {
     listing::roots_clause,
-    state::{finish_in, finish_row},
+    state::{finish_in, finish_row, CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED},
 };
 
 /// What the scanner learnt about a file, stored with it and shown in listings.
@@ -186,7 +186,7 @@ impl Queue {
         let mut n = 0;
         for id in ids {
             n += tx
-                .execute("DELETE FROM files WHERE id = ?1 AND status <> 'running'", [id])
+                .execute(&format!("DELETE FROM files WHERE id = ?1 AND status <> {RUNNING}"), [id])
                 .map_err(Error::db("pruning"))?;
         }
         tx.commit().map_err(Error::db("pruning"))?;
@@ -206,7 +206,8 @@ fn upsert_in(conn: &Connection, e: &Examined) -> Result<i64> {
     let s = &e.summary;
     let t = now();
     conn.execute(
-        "INSERT INTO files (path, root, size, mtime_ns, status, reason, detail, container, video_codec,
+        &format!(
+            "INSERT INTO files (path, root, size, mtime_ns, status, reason, detail, container, video_codec,
                  width, height, hdr, duration, audio, crf, added_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
              ON CONFLICT (path) DO UPDATE SET
@@ -216,7 +217,8 @@ fn upsert_in(conn: &Connection, e: &Examined) -> Result<i64> {
                  width = excluded.width, height = excluded.height, hdr = excluded.hdr,
                  duration = excluded.duration, audio = excluded.audio, crf = excluded.crf,
                  attempts = 0, updated_at = excluded.updated_at
-             WHERE files.status <> 'running'",
+             WHERE files.status <> {RUNNING}"
+        ),
         params![
             path_str(&e.path)?,
             path_str(&e.root)?,

@@ -159,3 +159,55 @@ impl RemoteArgs {
         Ok(env("AV1_WORKER_TOKEN").or_else(|| env("AV1_TOKEN")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The groups as a program flattens them.
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(flatten)]
+        encoder: EncoderArgs,
+    }
+
+    #[test]
+    fn flags_become_plain_settings() {
+        let f = Flags::try_parse_from([
+            "w",
+            "--path-map",
+            "/media=/mnt/m,/tv=/mnt/tv",
+            "--file-distribution",
+            "true",
+            "--tls-ca",
+            "/ca.pem",
+            "--preset",
+            "10",
+            "--svt",
+            "tune=0",
+        ])
+        .unwrap();
+        let c = f.remote.config().unwrap();
+        let maps: Vec<(PathBuf, PathBuf)> =
+            vec![("/media".into(), "/mnt/m".into()), ("/tv".into(), "/mnt/tv".into())];
+        assert_eq!(c.path_map, maps);
+        assert_eq!(c.file_distribution, FileDistribution::Always);
+        assert_eq!(c.trust, Trust::Certificates("/ca.pem".into()));
+        let s = f.encoder.settings().unwrap();
+        assert_eq!((s.preset, s.svt_params), (10, vec![("tune".to_owned(), "0".to_owned())]));
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_what_is_expected() {
+        let f = Flags::try_parse_from(["w", "--path-map", "/media"]).unwrap();
+        assert!(f.remote.config().unwrap_err().to_string().contains("MASTER_PREFIX=LOCAL_PREFIX"));
+        assert!(Flags::try_parse_from(["w", "--file-distribution", "maybe"]).is_err());
+        assert!(Flags::try_parse_from(["w", "--svt", "novalue"]).is_err());
+        assert!(Flags::try_parse_from(["w", "--min-savings", "100"]).is_err());
+        let slow = Flags::try_parse_from(["w", "--preset", "99"]).unwrap();
+        assert!(slow.encoder.settings().is_err(), "preset 99 accepted");
+    }
+}

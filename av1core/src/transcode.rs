@@ -211,17 +211,9 @@ fn run(
             let mux_tx = mux_tx.clone();
             let has_audio = !audio_tracks.is_empty();
             s.spawn(move || {
-                demux::run(
-                    ictx,
-                    input,
-                    routes,
-                    srt_tracks,
-                    video_tx,
-                    has_audio.then_some(audio_tx),
-                    mux_tx,
-                    plan.duration,
-                    stop,
-                )
+                let to =
+                    demux::Downstream { video: video_tx, audio: has_audio.then_some(audio_tx), mux: mux_tx };
+                demux::run(ictx, input, routes, srt_tracks, to, plan.duration, stop)
             })
         };
         let decode = s.spawn(move || {
@@ -239,7 +231,8 @@ fn run(
         let check = s.spawn(move || check::run(check_params, check_rx, temp));
         drop(mux_tx);
 
-        let muxed = mux::write(octx, temp, plan, mux_rx, check_tx, cancel, stop, on_progress);
+        let flags = mux::Flags { cancel, stop };
+        let muxed = mux::write(octx, temp, plan, mux_rx, check_tx, flags, on_progress);
         if muxed.is_err() {
             stop.store(true, Ordering::Relaxed);
         }

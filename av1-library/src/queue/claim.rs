@@ -58,7 +58,7 @@ impl Queue {
         let excluded = exclude.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
         let sql = format!(
             "SELECT id, path, size, mtime_ns, attempts, root FROM files
-             WHERE status = 'pending' AND id NOT IN ({excluded}) AND {}
+             WHERE status = {PENDING} AND id NOT IN ({excluded}) AND {}
              ORDER BY priority DESC, {} LIMIT 1",
             roots_clause(roots.len()),
             order.sql()
@@ -80,8 +80,8 @@ impl Queue {
         let Some((file_id, path, size, mtime_ns, attempts, root)) = row else { return Ok(None) };
         let t = now();
         tx.execute(
-            "UPDATE files SET status = 'running', attempts = attempts + 1, started_at = ?2, updated_at = ?2,
-                 finished_at = NULL, cancel_requested = 0 WHERE id = ?1 AND status = 'pending'",
+            &format!("UPDATE files SET status = {RUNNING}, attempts = attempts + 1, started_at = ?2, updated_at = ?2,
+                 finished_at = NULL, cancel_requested = 0 WHERE id = ?1 AND status = {PENDING}"),
             params![file_id, t],
         )
         .map_err(Error::db("claiming a file"))?;
@@ -125,8 +125,10 @@ impl Queue {
         .map_err(Error::db("requeueing"))?;
         let n = tx
             .execute(
-                "UPDATE files SET status = 'pending', detail = ?2, updated_at = ?1
-                 WHERE status = 'running' AND id NOT IN (SELECT file_id FROM replacements)",
+                &format!(
+                    "UPDATE files SET status = {PENDING}, detail = ?2, updated_at = ?1
+                 WHERE status = {RUNNING} AND id NOT IN (SELECT file_id FROM replacements)"
+                ),
                 params![t, detail],
             )
             .map_err(Error::db("requeueing"))?;
@@ -140,9 +142,10 @@ impl Queue {
         if !from.can_become(Status::Pending) || from == Status::Running {
             return Ok(0);
         }
-        let mut sql = "UPDATE files SET status = 'pending', reason = NULL, detail = NULL, attempts = 0,
+        let mut sql = format!(
+            "UPDATE files SET status = {PENDING}, reason = NULL, detail = NULL, attempts = 0,
                  updated_at = ?2 WHERE status = ?1"
-            .to_owned();
+        );
         if from == Status::Skipped && !reasons.is_empty() {
             let list = reasons.iter().map(|r| format!("'{}'", reason_str(*r))).collect::<Vec<_>>().join(",");
             sql.push_str(&format!(" AND reason IN ({list})"));

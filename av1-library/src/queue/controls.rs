@@ -55,8 +55,8 @@ impl Queue {
         let n = self
             .conn
             .execute(
-                "UPDATE files SET status = 'pending', reason = NULL, detail = NULL, attempts = 0, updated_at = ?2
-                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'skipped')",
+                &format!("UPDATE files SET status = {PENDING}, reason = NULL, detail = NULL, attempts = 0, updated_at = ?2
+                 WHERE id = ?1 AND status IN ({FAILED}, {CANCELLED}, {SKIPPED})"),
                 params![file_id, now()],
             )
             .map_err(Error::db("retrying"))?;
@@ -68,9 +68,9 @@ impl Queue {
         let n = self
             .conn
             .execute(
-                "UPDATE files SET status = 'pending', reason = NULL, detail = NULL, attempts = 0, reencode = 1,
+                &format!("UPDATE files SET status = {PENDING}, reason = NULL, detail = NULL, attempts = 0, reencode = 1,
                      updated_at = ?2
-                 WHERE id = ?1 AND status IN ('done', 'skipped', 'failed', 'cancelled')",
+                 WHERE id = ?1 AND status IN ({DONE}, {SKIPPED}, {FAILED}, {CANCELLED})"),
                 params![file_id, now()],
             )
             .map_err(Error::db("queueing a re-encode"))?;
@@ -82,8 +82,8 @@ impl Queue {
         let n = self
             .conn
             .execute(
-                "UPDATE files SET priority = (SELECT COALESCE(MAX(priority), 0) + 1 FROM files), updated_at = ?2
-                 WHERE id = ?1 AND status = 'pending'",
+                &format!("UPDATE files SET priority = (SELECT COALESCE(MAX(priority), 0) + 1 FROM files), updated_at = ?2
+                 WHERE id = ?1 AND status = {PENDING}"),
                 params![file_id, now()],
             )
             .map_err(Error::db("changing a priority"))?;
@@ -95,8 +95,10 @@ impl Queue {
         let n = self
             .conn
             .execute(
-                "DELETE FROM files WHERE id = ?1 AND status <> 'running'
-                 AND id NOT IN (SELECT file_id FROM replacements)",
+                &format!(
+                    "DELETE FROM files WHERE id = ?1 AND status <> {RUNNING}
+                 AND id NOT IN (SELECT file_id FROM replacements)"
+                ),
                 [file_id],
             )
             .map_err(Error::db("removing a file"))?;

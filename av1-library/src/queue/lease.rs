@@ -10,7 +10,10 @@ use std::time::Duration;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{finish_in, FileOrder, Job, Outcome, Queue};
+use super::{finish_in, FileOrder, Job, Outcome, Queue, DONE, PENDING, RUNNING};
+
+/// The idle phase as the statements name it.
+const IDLE: &str = WorkerPhase::Idle.sql();
 use crate::error::{Error, Result};
 
 /// Attempts a file gets before it fails for good.
@@ -41,14 +44,20 @@ impl WorkerPhase {
     pub const ALL: [WorkerPhase; 4] =
         [WorkerPhase::Idle, WorkerPhase::Downloading, WorkerPhase::Encoding, WorkerPhase::Uploading];
 
+    /// The one spelling of each phase, quoted as SQL writes it (`'idle'`).
+    pub const fn sql(self) -> &'static str {
+        match self {
+            WorkerPhase::Idle => "'idle'",
+            WorkerPhase::Downloading => "'downloading'",
+            WorkerPhase::Encoding => "'encoding'",
+            WorkerPhase::Uploading => "'uploading'",
+        }
+    }
+
     /// The word stored in the queue (and sent on the wire).
     pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerPhase::Idle => "idle",
-            WorkerPhase::Downloading => "downloading",
-            WorkerPhase::Encoding => "encoding",
-            WorkerPhase::Uploading => "uploading",
-        }
+        let quoted = self.sql();
+        &quoted[1..quoted.len() - 1]
     }
 
     fn parse(s: &str) -> Option<WorkerPhase> {
@@ -209,9 +218,9 @@ impl Queue {
     pub fn revision(&self) -> Result<String> {
         self.conn
             .query_row(
-                "SELECT COUNT(*), COALESCE(MAX(updated_at), 0), COALESCE(SUM(attempts), 0), COALESCE(MAX(id), 0),
-                     COALESCE(SUM(CASE status WHEN 'done' THEN 1 WHEN 'running' THEN 2 ELSE 0 END), 0)
-                 FROM files",
+                &format!("SELECT COUNT(*), COALESCE(MAX(updated_at), 0), COALESCE(SUM(attempts), 0), COALESCE(MAX(id), 0),
+                     COALESCE(SUM(CASE status WHEN {DONE} THEN 1 WHEN {RUNNING} THEN 2 ELSE 0 END), 0)
+                 FROM files"),
                 [],
                 |r| Ok(format!("{}-{}-{}-{}-{}", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?)),
             )
@@ -236,11 +245,11 @@ impl Queue {
         self.make_room_for_worker(&w.name, t)?;
         self.conn
             .execute(
-                "INSERT INTO workers (name, host, cores, memory, encoder, version, registered_at, last_seen)
+                &format!("INSERT INTO workers (name, host, cores, memory, encoder, version, registered_at, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
                  ON CONFLICT (name) DO UPDATE SET host = excluded.host, cores = excluded.cores,
                      memory = excluded.memory, encoder = excluded.encoder, version = excluded.version,
-                     last_seen = excluded.last_seen, phase = 'idle'",
+                     last_seen = excluded.last_seen, phase = {IDLE}"),
                 params![w.name, w.host, w.cores, w.memory.map(|m| m as i64), w.encoder, w.version, t],
             )
             .map_err(Error::db("registering a worker"))?;
@@ -308,8 +317,10 @@ impl Queue {
             .execute(
                 // (Not resetting the cancel flag: one asked for since the file became
                 // running, a moment ago, must reach the worker.)
-                "UPDATE files SET lease_id = ?2, lease_worker = ?3, lease_expires = ?4
-                 WHERE id = ?1 AND status = 'running'",
+                &format!(
+                    "UPDATE files SET lease_id = ?2, lease_worker = ?3, lease_expires = ?4
+                 WHERE id = ?1 AND status = {RUNNING}"
+                ),
                 params![job.file_id, lease, worker, expires],
             )
             .map_err(Error::db("claiming a file"))?;
@@ -329,8 +340,10 @@ impl Queue {
         let n = self
             .conn
             .execute(
-                "UPDATE files SET lease_expires = ?3
-                 WHERE id = ?1 AND lease_id = ?2 AND status = 'running' AND lease_expires <> ?4",
+                &format!(
+                    "UPDATE files SET lease_expires = ?3
+                 WHERE id = ?1 AND lease_id = ?2 AND status = {RUNNING} AND lease_expires <> ?4"
+                ),
                 params![file_id, lease, expires, CHECKING],
             )
             .map_err(Error::db("renewing a lease"))?;
@@ -358,10 +371,12 @@ impl Queue {
             .map_err(Error::db("recording a result"))?;
         let held: Option<(i64, Option<i64>)> = tx
             .query_row(
-                "SELECT a.id, f.lease_worker FROM files f JOIN attempts a ON a.file_id = f.id
-                 WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
+                &format!(
+                    "SELECT a.id, f.lease_worker FROM files f JOIN attempts a ON a.file_id = f.id
+                 WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = {RUNNING} AND a.finished_at IS NULL
                      AND f.lease_expires <> ?3
-                 ORDER BY a.id DESC LIMIT 1",
+                 ORDER BY a.id DESC LIMIT 1"
+                ),
                 params![file_id, lease, CHECKING],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -384,7 +399,7 @@ impl Queue {
                 _ => "",
             };
             tx.execute(
-                &format!("UPDATE workers SET {column} phase = 'idle', progress = NULL WHERE id = ?1"),
+                &format!("UPDATE workers SET {column} phase = {IDLE}, progress = NULL WHERE id = ?1"),
                 [w],
             )
             .map_err(Error::db("recording a result"))?;
@@ -397,10 +412,10 @@ impl Queue {
     pub fn leased(&self, file_id: i64, lease: &str) -> Result<Option<Job>> {
         self.conn
             .query_row(
-                "SELECT f.id, COALESCE((SELECT MAX(id) FROM attempts WHERE file_id = f.id), 0), f.path, f.size,
+                &format!("SELECT f.id, COALESCE((SELECT MAX(id) FROM attempts WHERE file_id = f.id), 0), f.path, f.size,
                      f.mtime_ns, f.attempts, f.root
-                 FROM files f WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running'
-                     AND f.lease_expires <> ?3",
+                 FROM files f WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = {RUNNING}
+                     AND f.lease_expires <> ?3"),
                 params![file_id, lease, CHECKING],
                 |r| {
                     Ok(Job {
@@ -428,11 +443,13 @@ impl Queue {
             .map_err(Error::db("taking a job over"))?;
         let job: Option<Job> = tx
             .query_row(
-                "SELECT f.id, a.id, f.path, f.size, f.mtime_ns, f.attempts, f.root FROM files f
+                &format!(
+                    "SELECT f.id, a.id, f.path, f.size, f.mtime_ns, f.attempts, f.root FROM files f
                  JOIN attempts a ON a.file_id = f.id
-                 WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = 'running' AND a.finished_at IS NULL
+                 WHERE f.id = ?1 AND f.lease_id = ?2 AND f.status = {RUNNING} AND a.finished_at IS NULL
                      AND f.lease_expires <> ?3
-                 ORDER BY a.id DESC LIMIT 1",
+                 ORDER BY a.id DESC LIMIT 1"
+                ),
                 params![file_id, lease, CHECKING],
                 |r| {
                     Ok(Job {
@@ -450,8 +467,10 @@ impl Queue {
             .map_err(Error::db("taking a job over"))?;
         if job.is_some() {
             tx.execute(
-                "UPDATE workers SET phase = 'idle', progress = NULL
-                 WHERE id = (SELECT lease_worker FROM files WHERE id = ?1)",
+                &format!(
+                    "UPDATE workers SET phase = {IDLE}, progress = NULL
+                 WHERE id = (SELECT lease_worker FROM files WHERE id = ?1)"
+                ),
                 [file_id],
             )
             .map_err(Error::db("taking a job over"))?;
@@ -488,7 +507,7 @@ impl Queue {
     pub fn forgive_attempt(&mut self, file_id: i64) -> Result<()> {
         self.conn
             .execute(
-                &format!("UPDATE files SET {FORGIVE_ATTEMPT} WHERE id = ?1 AND status = 'pending'"),
+                &format!("UPDATE files SET {FORGIVE_ATTEMPT} WHERE id = ?1 AND status = {PENDING}"),
                 [file_id],
             )
             .map_err(Error::db("forgiving an attempt"))?;
@@ -502,8 +521,8 @@ impl Queue {
             let mut st = self
                 .conn
                 .prepare(
-                    "SELECT id FROM files WHERE status = 'running' AND (lease_id IS NULL OR lease_expires = ?1)
-                     AND id NOT IN (SELECT file_id FROM replacements)",
+                    &format!("SELECT id FROM files WHERE status = {RUNNING} AND (lease_id IS NULL OR lease_expires = ?1)
+                     AND id NOT IN (SELECT file_id FROM replacements)"),
                 )
                 .map_err(Error::db("requeueing"))?;
             let rows = st.query_map([CHECKING], |r| r.get(0)).map_err(Error::db("requeueing"))?;
@@ -543,10 +562,10 @@ impl Queue {
             .map_err(Error::db("expiring leases"))?;
         let expired: Vec<(i64, u32, Option<i64>, String, String)> = {
             let mut st = tx
-                .prepare(
+                .prepare(&format!(
                     "SELECT id, attempts, lease_worker, path, lease_id FROM files
-                     WHERE status = 'running' AND lease_id IS NOT NULL AND lease_expires < ?1",
-                )
+                     WHERE status = {RUNNING} AND lease_id IS NOT NULL AND lease_expires < ?1"
+                ))
                 .map_err(Error::db("expiring leases"))?;
             let rows = st
                 .query_map([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
@@ -611,8 +630,10 @@ impl Queue {
         let expires = now_ms() + ttl.as_millis() as i64;
         self.conn
             .execute(
-                "UPDATE files SET lease_expires = ?1
-                 WHERE status = 'running' AND lease_id IS NOT NULL AND lease_expires <> ?2",
+                &format!(
+                    "UPDATE files SET lease_expires = ?1
+                 WHERE status = {RUNNING} AND lease_id IS NOT NULL AND lease_expires <> ?2"
+                ),
                 params![expires, CHECKING],
             )
             .map_err(Error::db("extending leases"))
@@ -623,7 +644,9 @@ impl Queue {
     pub fn live_leases(&self) -> Result<Vec<(std::path::PathBuf, String)>> {
         let mut st = self
             .conn
-            .prepare("SELECT path, lease_id FROM files WHERE status = 'running' AND lease_id IS NOT NULL")
+            .prepare(&format!(
+                "SELECT path, lease_id FROM files WHERE status = {RUNNING} AND lease_id IS NOT NULL"
+            ))
             .map_err(Error::db("listing leases"))?;
         let rows = st
             .query_map([], |r| Ok((std::path::PathBuf::from(r.get::<_, String>(0)?), r.get(1)?)))
@@ -636,7 +659,10 @@ impl Queue {
     pub fn request_cancel(&mut self, file_id: i64) -> Result<bool> {
         let running = self
             .conn
-            .execute("UPDATE files SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'", [file_id])
+            .execute(
+                &format!("UPDATE files SET cancel_requested = 1 WHERE id = ?1 AND status = {RUNNING}"),
+                [file_id],
+            )
             .map_err(Error::db("cancelling"))?;
         if running == 1 {
             return Ok(true);
@@ -657,12 +683,12 @@ impl Queue {
     pub fn workers(&self) -> Result<Vec<WorkerRow>> {
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT w.id, w.name, w.host, w.cores, w.memory, w.encoder, w.version, w.last_seen, w.phase,
                      w.fade_out, w.jobs_done, w.jobs_failed, w.progress,
-                     (SELECT f.id FROM files f WHERE f.lease_worker = w.id AND f.status = 'running' LIMIT 1)
-                 FROM workers w ORDER BY w.name",
-            )
+                     (SELECT f.id FROM files f WHERE f.lease_worker = w.id AND f.status = {RUNNING} LIMIT 1)
+                 FROM workers w ORDER BY w.name"
+            ))
             .map_err(Error::db("listing workers"))?;
         let rows = st
             .query_map([], |r| {

@@ -152,7 +152,7 @@ impl Queue {
             .query_row(
                 &format!(
                     "SELECT COALESCE(SUM(original_size), 0), COALESCE(SUM(output_size), 0) FROM files
-                     WHERE status = 'done' AND {where_roots}"
+                     WHERE status = {DONE} AND {where_roots}"
                 ),
                 rusqlite::params_from_iter(&roots),
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -161,7 +161,7 @@ impl Queue {
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT COALESCE(reason, '?'), COUNT(*) FROM files WHERE status = 'skipped' AND {where_roots}
+                "SELECT COALESCE(reason, '?'), COUNT(*) FROM files WHERE status = {SKIPPED} AND {where_roots}
                  GROUP BY reason ORDER BY 1"
             ))
             .map_err(Error::db("counting"))?;
@@ -215,9 +215,9 @@ impl Queue {
             Sort::Size => format!("size {dir}, id {dir}"),
             Sort::Status => format!("status {dir}, id {dir}"),
             Sort::Savings => {
-                format!("(CASE WHEN status = 'done' THEN original_size - output_size END) {dir}, id {dir}")
+                format!("(CASE WHEN status = {DONE} THEN original_size - output_size END) {dir}, id {dir}")
             }
-            Sort::Queue => "(status = 'running') DESC, priority DESC, mtime_ns ASC".to_owned(),
+            Sort::Queue => format!("(status = {RUNNING}) DESC, priority DESC, mtime_ns ASC"),
         };
         let per_page = i64::from(q.per_page.max(1));
         let offset = i64::from(q.page.max(1) - 1).saturating_mul(per_page);

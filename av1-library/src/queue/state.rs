@@ -19,15 +19,24 @@ impl Status {
     pub const ALL: [Status; 6] =
         [Status::Pending, Status::Running, Status::Done, Status::Skipped, Status::Failed, Status::Cancelled];
 
-    pub fn as_str(self) -> &'static str {
+    /// The one spelling of each status, quoted as SQL writes it (`'running'`): the
+    /// stored value ([`Status::as_str`]) and the constants the statements name
+    /// (`RUNNING`, …) all come from here.
+    pub const fn sql(self) -> &'static str {
         match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Done => "done",
-            Status::Skipped => "skipped",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
+            Status::Pending => "'pending'",
+            Status::Running => "'running'",
+            Status::Done => "'done'",
+            Status::Skipped => "'skipped'",
+            Status::Failed => "'failed'",
+            Status::Cancelled => "'cancelled'",
         }
+    }
+
+    /// The stored value (`running`).
+    pub fn as_str(self) -> &'static str {
+        let quoted = self.sql();
+        &quoted[1..quoted.len() - 1]
     }
 
     pub fn parse(s: &str) -> Option<Status> {
@@ -55,6 +64,14 @@ impl Status {
         Status::ALL.into_iter().filter(|from| from.can_become(to)).map(Status::as_str).collect()
     }
 }
+
+/// The statuses as the statements name them (see [`Status::sql`]).
+pub(super) const PENDING: &str = Status::Pending.sql();
+pub(super) const RUNNING: &str = Status::Running.sql();
+pub(super) const DONE: &str = Status::Done.sql();
+pub(super) const SKIPPED: &str = Status::Skipped.sql();
+pub(super) const FAILED: &str = Status::Failed.sql();
+pub(super) const CANCELLED: &str = Status::Cancelled.sql();
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,7 +149,7 @@ pub(super) fn finish_row(
 ) -> Result<bool> {
     let to = outcome.status();
     debug_assert!(Status::Running.can_become(to));
-    let guard = if only_running { "AND status = 'running'" } else { "" };
+    let guard = if only_running { format!("AND status = {RUNNING}") } else { String::new() };
     let t = now();
     let reason = match outcome {
         Outcome::Skipped { reason, .. } => Some(reason_str(*reason)),
@@ -141,7 +158,7 @@ pub(super) fn finish_row(
     let n = match outcome {
         Outcome::Done(d) => tx.execute(
             &format!(
-                "UPDATE files SET status = 'done', reason = NULL, detail = NULL, path = ?2, size = ?3, mtime_ns = ?4,
+                "UPDATE files SET status = {DONE}, reason = NULL, detail = NULL, path = ?2, size = ?3, mtime_ns = ?4,
                      original_path = ?5, original_size = ?6, output_size = ?3, output_mtime_ns = ?4, encoder = ?7,
                      fps = ?8, elapsed = ?9, backup_path = COALESCE(?10, backup_path), video_codec = 'av1',
                      container = 'matroska', reencode = 0, encode_settings = ?12, finished_at = ?11,
@@ -167,7 +184,7 @@ pub(super) fn finish_row(
             &format!(
                 // A cancel asked for meanwhile is not forgotten when the job goes back to
                 // the queue (its lease ran out, its worker gave it back).
-                "UPDATE files SET status = CASE WHEN ?2 = 'pending' AND cancel_requested = 1 THEN 'cancelled' ELSE ?2 END,
+                "UPDATE files SET status = CASE WHEN ?2 = {PENDING} AND cancel_requested = 1 THEN {CANCELLED} ELSE ?2 END,
                      reason = ?3, detail = ?4, finished_at = ?5, updated_at = ?5, {LEASE_ENDS}
                  WHERE id = ?1 {guard}"
             ),

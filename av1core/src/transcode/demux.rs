@@ -74,20 +74,27 @@ impl SrtTrack {
     }
 }
 
+/// Where the demuxer sends packets: one channel per downstream stage.
+pub(crate) struct Downstream {
+    pub video: Sender<Msg<ff::Packet>>,
+    /// None when no audio track is encoded.
+    pub audio: Option<Sender<Msg<(usize, ff::Packet)>>>,
+    /// Copied packets go straight to the muxer.
+    pub mux: Sender<Outgoing>,
+}
+
 /// Reads every packet and routes it. Returns the media's length as read when its clock
 /// jumped (the declared one is then meaningless), else `None`.
-#[expect(clippy::too_many_arguments, reason = "one channel per downstream stage")]
 pub(crate) fn run(
     mut ictx: ff::format::context::Input,
     input: &Path,
     routes: HashMap<usize, Route>,
     mut srt: Vec<SrtTrack>,
-    video: Sender<Msg<ff::Packet>>,
-    audio: Option<Sender<Msg<(usize, ff::Packet)>>>,
-    mux: Sender<Outgoing>,
+    to: Downstream,
     declared_duration: f64,
     stop: &AtomicBool,
 ) -> Result<Option<f64>> {
+    let Downstream { video, audio, mux } = to;
     let start = libav::start_time(&ictx);
     let start = if start == ff::ffi::AV_NOPTS_VALUE { 0 } else { start };
     let time_bases: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();

@@ -279,19 +279,25 @@ fn keep_increasing(packet: &mut ff::Packet, last: &mut Option<i64>) {
     *last = Some(dts);
 }
 
+/// The two flags the write loop watches: the caller's cancel, and the pipeline's stop
+/// (raised by a stage that failed).
+pub(crate) struct Flags<'a> {
+    pub cancel: &'a AtomicBool,
+    pub stop: &'a AtomicBool,
+}
+
 /// Writes packets until every sender is done (video packets also go to the check
 /// stage); returns the number of video frames.
-#[expect(clippy::too_many_arguments, reason = "the mux is where every stage ends")]
 pub(crate) fn write(
     mut octx: ff::format::context::Output,
     temp: &Path,
     plan: &Plan,
     rx: Receiver<Outgoing>,
     check: crossbeam_channel::Sender<ff::Packet>,
-    cancel: &AtomicBool,
-    stop: &AtomicBool,
+    flags: Flags<'_>,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<u64> {
+    let Flags { cancel, stop } = flags;
     let started = Instant::now();
     let mut last_report = started;
     let mut frames = 0u64;
