@@ -503,3 +503,48 @@ fn not_applicable(queue: &Queue, id: i64, why: &str) -> Reply {
         Err(e) => http::failed(&e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_on_a_character_boundary_and_marked() {
+        let mut s = "é".repeat(10); // 20 bytes
+        limits::cut(&mut s, 5);
+        assert_eq!(s, "éé […]", "never half a character");
+        let mut short = "fine".to_owned();
+        limits::cut(&mut short, 5);
+        assert_eq!(short, "fine");
+    }
+
+    #[test]
+    fn heartbeats_come_several_times_per_lease_within_bounds() {
+        assert_eq!(heartbeat_every(Duration::from_secs(60)), Duration::from_secs(10));
+        assert_eq!(heartbeat_every(Duration::from_secs(30)), Duration::from_secs(5));
+        assert_eq!(heartbeat_every(Duration::from_millis(600)), Duration::from_millis(200));
+        assert_eq!(heartbeat_every(Duration::from_secs(600)), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn library_errors_are_answered_with_their_kind_and_only_the_outer_message() {
+        let full = av1_library::Error::NoSpace { path: "/m".into(), needed: 2, available: 1 };
+        let r = http::failed(&full);
+        assert_eq!(r.status, 507);
+        let body: av1_proto::ErrorReply = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body.error, full.to_string());
+        let broken = av1_library::Error::Database {
+            op: "claiming",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(11),
+                Some("secret detail".into()),
+            ),
+        };
+        let r = http::failed(&broken);
+        assert_eq!(r.status, 500);
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("secret detail"),
+            "the database's words stay in the log"
+        );
+    }
+}

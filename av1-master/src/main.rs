@@ -2,6 +2,9 @@
 //! (`/api/v1`, `/healthz`, `/metrics`), the workers' leases, the check and replacement of
 //! their results, file transfers and the web UI; `--local-worker` runs a worker beside it.
 //!
+//! Layering: the top of the workspace — stands on av1-worker (its loop, log and TLS,
+//! for `--local-worker`), av1-proto, av1-library and av1core; nothing depends on it.
+//!
 //! start-up: open the queue, finish or undo interrupted replacements ─▶ listen ─▶ scanner
 //! thread (at start, every SCAN_INTERVAL minutes, on `POST /api/v1/scan`) ─▶ a bounded
 //! pool of HTTP threads, each with its own queue connection (WAL: readers never block).

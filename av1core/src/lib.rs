@@ -6,6 +6,10 @@
 //! The pipeline, in the order a file goes through it:
 //! [`probe`] → [`plan`] → [`transcode`] (demux, decode, [`encode`], mux) → [`verify`];
 //! a whole library of files is the `av1-library` crate's concern, built on this one.
+//!
+//! Layering: stands on `av1core-sys` and the libav*/libopus bindings only; no database,
+//! no directory walk, no network. Every `unsafe` of the workspace is here (in `libav`
+//! and `encode`) or in av1core-sys, each with its SAFETY note.
 
 pub mod encode;
 pub mod error;
