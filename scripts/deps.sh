@@ -7,7 +7,7 @@ build_pkgs=(build-essential pkg-config clang libclang-dev libavformat-dev libavc
   libavutil-dev libavfilter-dev libswscale-dev libswresample-dev libsvtav1enc-dev libopus-dev)
 # Independent checkers used by the tests and benchmarks (never by the product itself),
 # and the real browser the web UI is tested in.
-checker_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core curl unzip)
+checker_pkgs=(ffmpeg mkvtoolnix mediainfo dav1d fonts-dejavu-core curl unzip systemd)
 test_pkgs=("${checker_pkgs[@]}" chromium chromium-driver)
 
 # Building the newer SVT-AV1 from Debian's source package (vendor/svt-av1/build.sh).
