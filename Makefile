@@ -24,7 +24,7 @@ SVT_STEP := svt
 endif
 BIN := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all deps test-deps svt build demo test test-pipeline lint torture bench bench-svt bench-protocol bench-listing bench-content clean
+.PHONY: all deps test-deps svt build demo test test-pipeline lint torture bench bench-svt bench-protocol bench-listing bench-content container-deps image test-containers clean
 
 all: build
 
@@ -111,6 +111,22 @@ bench-content: build test-deps
 # The listing the web page asks for, on a 100 000-file queue: p50/p99 per request.
 bench-listing: build test-deps
 	$(CARGO) run --release -p av1-master --example listing_bench -- $(BENCH_ARGS)
+
+# Containers: podman here (Debian's; CONTAINER_ENGINE=docker where a Docker engine runs).
+# The base images are made locally when none can be pulled (scripts/base-images.sh).
+CONTAINER_ENGINE ?= podman
+export CONTAINER_ENGINE
+container-deps:
+	@command -v $(CONTAINER_ENGINE) >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  podman runc debootstrap podman-compose golang-github-containernetworking-plugin-dnsname
+
+image: container-deps
+	CONTAINERS_CONF=$(CURDIR)/scripts/containers.conf scripts/base-images.sh
+	CONTAINERS_CONF=$(CURDIR)/scripts/containers.conf $(CONTAINER_ENGINE) build --pull=never -t av1:latest .
+
+# The image and docker-compose.filedist-test.yml with real containers on a generated library.
+test-containers: container-deps test-deps
+	scripts/test-containers.sh
 
 clean:
 	$(CARGO) clean
