@@ -203,10 +203,12 @@ fn answer(route: Route, queue: &mut Queue, state: &State, query: &[(String, Stri
         Route::FadeOut(id) => fade_out(queue, id, body),
         Route::Control(id, c) => control(queue, id, c),
         // Answered before a body is read (handle), or on their own thread (serve).
-        Route::Healthz | Route::Asset(_) | Route::Source(_) | Route::ResultState(_) | Route::Upload(_) => {
-            Reply::error(500, "answered elsewhere")
-        }
-        Route::Events => Reply::error(500, "answered elsewhere"),
+        Route::Healthz
+        | Route::Asset(_)
+        | Route::Source(_)
+        | Route::ResultState(_)
+        | Route::Upload(_)
+        | Route::Events => Reply::error(500, "answered elsewhere"),
     }
 }
 

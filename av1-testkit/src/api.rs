@@ -22,19 +22,8 @@ pub fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    call_with(url, TOKEN, method, path, body)
-}
-
-/// [`call`] with another token.
-pub fn call_with(
-    url: &str,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
     let a = agent();
-    let auth = format!("Bearer {token}");
+    let auth = format!("Bearer {TOKEN}");
     let full = format!("{url}{path}");
     let start = Instant::now();
     let r = match (method, body) {
