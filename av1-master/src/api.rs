@@ -158,7 +158,8 @@ fn handle(mut request: Request, queue: &mut Queue, state: &State) {
     // refused whatever the route.
     let body = match http::body(&mut request, http::MAX_BODY) {
         Ok(b) => b,
-        Err(reply) => return http::send(request, reply),
+        // Refused part-read: the rest must not be taken for the next request.
+        Err(reply) => return http::refuse(request, reply),
     };
     let reply = match route {
         Ok(route) => answer(route, queue, state, &query, &body),

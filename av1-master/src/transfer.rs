@@ -314,7 +314,12 @@ pub fn upload(
             return Err(Reply::error(409, "the lease ran out during the upload"));
         }
         Ok(Reply::json(200, &av1_proto::worker::Received { received: total }))
-    })()
-    .unwrap_or_else(|r| r);
-    http::send(request, reply);
+    })();
+    match reply {
+        Ok(reply) => http::send(request, reply),
+        // Most refusals come before the body is read (and the body is chunked, which
+        // nothing drains): the connection must close, or the client's next call on it
+        // would be read from the middle of this body.
+        Err(reply) => http::refuse(request, reply),
+    }
 }

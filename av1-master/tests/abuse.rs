@@ -347,3 +347,58 @@ fn abuse_gets_the_right_answers_and_the_master_stays_up() {
     eprintln!("{:<34} {total:>8}", "total");
     assert!(t.wrong.is_empty(), "{} wrong answers:\n{}", t.wrong.len(), t.wrong.join("\n"));
 }
+
+/// A worker's upload is chunked (its size is not announced). When the master answers it
+/// without reading the body (a stale lease, no lease), the unread chunks must not stay
+/// on the connection: the client's next call on it would be parsed from the middle of
+/// the body and refused (a worker's release once got "400" this way and the job was
+/// dropped). The answer closes the connection instead; the next call goes on a new one.
+#[test]
+fn an_upload_answered_unread_leaves_nothing_on_the_connection() {
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    clip(&lib, "One.mp4", 1);
+    let (_m, url) = master(&lib, &d.path().join("master.sqlite"));
+    let addr = url.trim_start_matches("http://").to_owned();
+    settle(&url, "the scan", |s| s["pending"] == 1);
+    // Lines, as a binary result has: the rest of it parses as a (bad) request line.
+    let body = "not a request\r\n".repeat(7000);
+    for (lease, want) in [("X-Lease: not-a-lease\r\n", "409"), ("", "400")] {
+        // The upload, then (pipelined, as a kept-alive connection would carry it) a call.
+        let upload = format!(
+            "PUT /api/v1/jobs/1/result?offset=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n{lease}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let next =
+            format!("GET /api/v1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("{upload}{next}").as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        let statuses: Vec<&str> =
+            answer.lines().filter(|l| l.starts_with("HTTP/1.1 ")).map(|l| &l[9..12]).collect();
+        // The pipelined call is either answered properly or not at all, and a client
+        // is told not to send another on this connection.
+        assert!(statuses == [want] || statuses == [want, "200"], "{answer}");
+        let head = answer.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
+        assert!(head.contains("\r\nconnection: close"), "{answer}");
+    }
+
+    // A worker's upload asks first (Expect: 100-continue): a refusal comes back as its
+    // status and the chunk (here 64 MiB, more than the sockets buffer) is never sent.
+    let a = agent();
+    let big = vec![0u8; 64 << 20];
+    let started = Instant::now();
+    let r = a
+        .put(format!("{url}/api/v1/jobs/1/result?offset=0"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("X-Lease", "not-a-lease")
+        .header("Expect", "100-continue")
+        .send(ureq::SendBody::from_reader(&mut big.as_slice()))
+        .expect("a refused upload is answered, not reset");
+    assert_eq!(r.status().as_u16(), 409);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}

@@ -866,7 +866,11 @@ fn upload(master: &Master, id: i64, lease: &str, from: &Path, stale: &AtomicBool
                 .put(format!("{}{}", master.base, urls::upload(id, have)))
                 .header("X-Lease", lease)
                 // The whole result's size: the master makes sure it has room for it.
-                .header("X-Result-Size", size.to_string());
+                .header("X-Result-Size", size.to_string())
+                // The body waits for the master's go-ahead: a refusal (no room, a stale
+                // lease) comes back as its status instead of a connection reset
+                // half-way through sending a chunk the master will not read.
+                .header("Expect", "100-continue");
             if let Some(t) = &master.token {
                 put = put.header("Authorization", format!("Bearer {t}"));
             }

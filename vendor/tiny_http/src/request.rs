@@ -392,16 +392,13 @@ impl Request {
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
+            // PATCH (av1): the interim answer is the status line alone (RFC 9110 15.2;
+            // upstream added Server, Date and Content-Length, which clients such as
+            // ureq refuse as "headers with 100-continue response").
+            let writer = self.response_writer.as_mut().unwrap();
+            let line = format!("HTTP/{}.{} 100 Continue\r\n\r\n", self.http_version.0, self.http_version.1);
+            writer.write_all(line.as_bytes()).ok();
+            writer.flush().ok();
             self.must_send_continue = false;
         }
 
